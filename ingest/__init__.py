@@ -1,0 +1,21 @@
+"""Ingestion: files -> articles -> chunks -> embeddings in the Chroma index.
+
+    from ingest import ingest_paths
+    report = ingest_paths(["corpus/"])
+"""
+
+from ingest.loaders import Article, SkipFile, load_bytes
+from ingest.pipeline import (
+    IngestReport,
+    Ingestor,
+    SkippedFile,
+    delete_article,
+    ingest_paths,
+    list_articles,
+    open_ingestor,
+)
+
+__all__ = [
+    "Article", "SkipFile", "load_bytes", "IngestReport", "Ingestor", "SkippedFile",
+    "delete_article", "ingest_paths", "list_articles", "open_ingestor",
+]

@@ -1,0 +1,64 @@
+"""CLI: ``python -m ingest PATH... [--prune]``, ``python -m ingest --list``, ``python -m ingest --delete ID``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from ingest.pipeline import open_ingestor
+from rag.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ingest", description="Ingest news articles into the index.")
+    parser.add_argument("paths", nargs="*", help="files or folders to ingest (.txt .md .html .htm .pdf)")
+    parser.add_argument("--prune", action="store_true", help="remove indexed articles no longer in the folders")
+    parser.add_argument("--list", action="store_true", help="list the indexed articles")
+    parser.add_argument("--delete", metavar="ID", action="append", default=[], help="delete an article by id")
+    parser.add_argument("--json", action="store_true", help="print the report or list as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if not (args.paths or args.list or args.delete):
+        parser.error("give PATHs to ingest, --list or --delete ID")
+
+    try:
+        ingestor = open_ingestor(get_settings())
+    except Exception as exc:  # clear message for an unusable index or model, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    status = 0
+    for article_id in args.delete:
+        if ingestor.delete(article_id):
+            print(f"deleted {article_id}")
+        else:
+            print(f"error: no article with id {article_id!r} is indexed", file=sys.stderr)
+            status = 1
+    if args.paths:
+        report = ingestor.ingest(args.paths, prune=args.prune, progress=not args.quiet)
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            for skipped in report.skipped:
+                print(f"skipped {skipped.path}: {skipped.reason}")
+            for article_id, canonical in report.duplicates:
+                print(f"duplicate {article_id} (same content as {canonical})")
+            for warning in report.warnings:
+                print(f"warning: {warning}")
+            print(report.summary())
+    if args.list:
+        records = ingestor.store.all_articles()
+        if args.json:
+            print(json.dumps([{k: v for k, v in r.__dict__.items() if k != "text"} for r in records], indent=2))
+        else:
+            for r in records:
+                dup = f"  (duplicate of {r.duplicate_of})" if r.duplicate_of else ""
+                print(f"{r.article_id}\t{r.title[:60]}\t{r.chunks} chunks\t{r.ingested_at}{dup}")
+            print(f"{len(records)} articles")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

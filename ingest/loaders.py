@@ -1,0 +1,207 @@
+"""Turn one file into an :class:`Article`: extracted text plus metadata. One function per format.
+
+Every loader raises :class:`SkipFile` with a human-readable reason for input it cannot use; the
+pipeline records the reason in its report and carries on with the other files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+
+
+class SkipFile(Exception):
+    """A file that cannot be ingested; ``str(exc)`` is the reason shown to the user."""
+
+
+@dataclass
+class Article:
+    """An article ready for chunking: ``text`` is the extracted text every span refers to."""
+
+    text: str
+    title: str
+    source: str
+    sha256: str
+    format: str
+    published: str = ""
+    author: str = ""
+    url: str = ""
+    page_starts: list[int] = field(default_factory=list)  # PDF: character offset where each page begins
+    warnings: list[str] = field(default_factory=list)
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of raw file content (what identifies byte-identical duplicates)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def looks_binary(data: bytes) -> bool:
+    """True for content that is not text: NUL bytes or many control characters in the first 8 KiB."""
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 27))
+    return bool(head) and controls / len(head) > 0.05
+
+
+def decode_text(data: bytes, name: str, warnings: list[str]) -> str:
+    """Decode text bytes: UTF-8 (with or without BOM), else the detected encoding, else UTF-8 with replacement.
+
+    Any fallback adds a warning naming the file.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is not None and best.encoding:
+        warnings.append(f"{name}: not valid UTF-8, decoded as {best.encoding}")
+        return str(best)
+    warnings.append(f"{name}: encoding not recognised, undecodable bytes replaced")
+    return data.decode("utf-8", errors="replace")
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _first_line_title(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return re.sub(r"^#+\s*", "", line)[:300]
+    return ""
+
+
+def load_text(data: bytes, path: Path, warnings: list[str]) -> dict:
+    """Plain text and Markdown: the first non-empty line (or ``# heading``) is the title."""
+    if looks_binary(data):
+        raise SkipFile("binary content, not text")
+    text = _normalise_newlines(decode_text(data, path.name, warnings))
+    if not text.strip():
+        raise SkipFile("empty file")
+    return {"text": text, "title": _first_line_title(text)}
+
+
+def load_html(data: bytes, path: Path, warnings: list[str]) -> dict:
+    """HTML: main text extracted by trafilatura (navigation, share buttons and footers dropped), with metadata."""
+    import trafilatura
+
+    if looks_binary(data):
+        raise SkipFile("binary content, not HTML")
+    html = decode_text(data, path.name, warnings)
+    doc = trafilatura.bare_extraction(
+        html, include_comments=False, include_tables=True, favor_precision=True, with_metadata=True
+    )
+    text = _normalise_newlines(getattr(doc, "text", None) or "") if doc is not None else ""
+    if not text.strip():
+        raise SkipFile("no main text found in the HTML page")
+    title = (doc.title or "").strip() or _first_line_title(text)
+    return {
+        "text": text,
+        "title": title,
+        "published": doc.date or "",
+        "author": doc.author or "",
+        "url": doc.url or "",
+    }
+
+
+def load_pdf(data: bytes, path: Path, warnings: list[str]) -> dict:
+    """PDF: text per page with pypdf; pages are joined by a blank line and their start offsets kept."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                if not reader.decrypt(""):
+                    raise SkipFile("encrypted PDF (password required)")
+            except SkipFile:
+                raise
+            except Exception as exc:  # pypdf raises several types for unsupported encryption
+                raise SkipFile(f"encrypted PDF that cannot be opened ({exc})") from exc
+        pages = [_normalise_newlines(page.extract_text() or "").strip() for page in reader.pages]
+    except SkipFile:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise SkipFile(f"broken PDF ({type(exc).__name__}: {exc})") from exc
+    starts: list[int] = []
+    parts: list[str] = []
+    offset = 0
+    for page_text in pages:
+        starts.append(offset)
+        parts.append(page_text)
+        offset += len(page_text) + 2
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise SkipFile("PDF has no extractable text (scanned images?)")
+    meta = reader.metadata or {}
+    title = str(meta.get("/Title") or "").strip() or _first_line_title(text)
+    return {
+        "text": text,
+        "title": title,
+        "author": str(meta.get("/Author") or "").strip(),
+        "published": str(meta.get("/CreationDate") or "").strip(),
+        "page_starts": starts,
+    }
+
+
+LOADERS: dict[str, Callable[[bytes, Path, list[str]], dict]] = {
+    ".txt": load_text,
+    ".md": load_text,
+    ".markdown": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+}
+
+
+def load_bytes(data: bytes, path: Path, source: Optional[str] = None) -> Article:
+    """Build an Article from a file's bytes; raises SkipFile for unusable input."""
+    suffix = path.suffix.lower()
+    loader = LOADERS.get(suffix)
+    if loader is None:
+        raise SkipFile(f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if not data:
+        raise SkipFile("empty file")
+    warnings: list[str] = []
+    fields = loader(data, path, warnings)
+    for warning in warnings:
+        log.warning(warning)
+    return Article(
+        sha256=sha256_bytes(data),
+        source=source or str(path),
+        format=suffix.lstrip("."),
+        warnings=warnings,
+        **fields,
+    )
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """Read a file, refusing ones over ``max_bytes`` (SkipFile) and turning OS errors into SkipFile."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise SkipFile(f"file too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit)")
+        with path.open("rb") as handle:
+            return handle.read(max_bytes + 1)
+    except FileNotFoundError as exc:
+        raise SkipFile("file vanished before it could be read") from exc
+    except IsADirectoryError as exc:
+        raise SkipFile("is a directory") from exc
+    except PermissionError as exc:
+        raise SkipFile("permission denied") from exc
+    except OSError as exc:
+        raise SkipFile(f"cannot read file ({exc.strerror or exc})") from exc

