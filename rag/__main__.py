@@ -1,0 +1,271 @@
+"""CLI.
+
+    python -m rag ask "question" [--json] [--mode extractive|llm] [--top-k N] [--index PATH]
+    python -m rag eval QA.jsonl|QA.csv [--out report.json] [--mode extractive|llm] [--top-k N] [--limit N]
+                       [--index PATH | --corpus DIR] [--baseline] [--quiet]
+    python -m rag eval --compare a.json b.json
+
+Exit status: 0 on success, 2 on bad usage, a missing or unusable input file, an empty question, an
+unusable index or an LLM error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Optional
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem to report in one line, exiting with status 2."""
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _index_settings(index: Optional[str]):
+    """Settings for ``--index PATH``: a data dir (holding ``chroma/``) or a Chroma directory itself."""
+    from rag.settings import get_settings
+
+    if index is None:
+        return get_settings()
+    path = Path(index).expanduser()
+    if not path.is_dir():
+        raise CliError(f"no index at {index}: not a directory")
+    if (path / "chroma.sqlite3").is_file() and not (path / "chroma").is_dir():
+        return get_settings(chroma_path=path, chroma_host=None)
+    if not (path / "chroma").is_dir():
+        raise CliError(f"no index at {index}: expected a data folder holding chroma/, or a Chroma folder")
+    return get_settings(data_dir=path, chroma_host=None)
+
+
+def _open_pipeline(settings):
+    from rag.pipeline import Pipeline
+
+    try:
+        return Pipeline(settings)
+    except Exception as exc:  # unusable index or model: one clear line, no traceback
+        raise CliError(f"cannot open the index at {settings.index_location}: {exc}") from exc
+
+
+def _check_not_empty(pipeline) -> None:
+    if pipeline.store.articles.count() == 0:
+        raise CliError(f"the index at {pipeline.settings.index_location} is empty; ingest articles first "
+                       "(python -m ingest PATH) or use --corpus DIR")
+
+
+def _check_mode(pipeline, mode: Optional[str]) -> None:
+    from rag.errors import RagError
+
+    if (mode or pipeline.settings.answer_mode) != "llm":
+        return
+    try:
+        llm = pipeline.llm
+    except RagError as exc:
+        raise CliError(str(exc)) from exc
+    if llm is None:
+        raise CliError("--mode llm needs an LLM: set RAG_LLM to llamacpp, openai or ollama")
+
+
+# --- ask ------------------------------------------------------------------------------------------------------
+
+
+def format_answer(answer) -> str:
+    """An Answer for the terminal: the text, numbered citations with their quotes, then notes."""
+    lines = [answer.text, ""]
+    if answer.citations:
+        lines.append("Citations:")
+        for c in answer.citations:
+            lines.append(f"[{c.n}] {c.title or c.article_id} ({c.source or c.article_id})")
+            quote = " ".join(c.quote.split())
+            lines += textwrap.wrap(f"\u201c{quote}\u201d", width=100, initial_indent="    ", subsequent_indent="    ")
+    elif answer.passages:
+        lines.append("Related passages (they do not answer the question):")
+        for i, p in enumerate(answer.passages[:3], start=1):
+            lines.append(f"({i}) {p.title or p.article_id} ({p.source or p.article_id})")
+            text = " ".join(p.text.split())
+            text = text if len(text) <= 300 else text[:297] + "..."
+            lines += textwrap.wrap(text, width=100, initial_indent="    ", subsequent_indent="    ")
+    for note in answer.notes:
+        lines.append(f"note: {note}")
+    if "total" in answer.timings:
+        lines.append(f"({answer.mode}, {answer.timings['total']:.2f} s)")
+    return "\n".join(lines).rstrip()
+
+
+def cmd_ask(args) -> int:
+    from rag.errors import InvalidQuestion, LLMError
+
+    question = " ".join(args.question or [])
+    if not question.strip():
+        raise CliError("Please type a question.")
+    if args.index:
+        pipeline = _open_pipeline(_index_settings(args.index))
+        _check_not_empty(pipeline)
+    else:
+        from rag.pipeline import default_pipeline
+
+        try:
+            pipeline = default_pipeline()
+        except Exception as exc:
+            raise CliError(f"cannot open the index: {exc}") from exc
+    _check_mode(pipeline, args.mode)
+    try:
+        answer = pipeline.ask(question, top_k=args.top_k, mode=args.mode)
+    except (InvalidQuestion, LLMError) as exc:
+        raise CliError(str(exc)) from exc
+    print(answer.to_json(indent=2) if args.json else format_answer(answer))
+    return 0
+
+
+# --- eval -----------------------------------------------------------------------------------------------------
+
+
+def cmd_compare(paths: list[str]) -> int:
+    from rag.eval import compare, read_report
+
+    reports = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise CliError(f"no such report file: {p}")
+        try:
+            reports.append(read_report(p))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read report {p}: {exc}") from exc
+    print(compare(reports[0], reports[1], names=(Path(paths[0]).name, Path(paths[1]).name)))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rag import eval as ev
+
+    if args.compare:
+        if args.questions:
+            raise CliError("--compare takes two report files and no question file")
+        return cmd_compare(args.compare)
+    if not args.questions:
+        raise CliError("give a question file (JSONL or CSV), or --compare A.json B.json")
+    try:
+        questions, problems = ev.load_questions(args.questions)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.questions}: {exc}") from exc
+    for problem in problems:
+        print(f"{args.questions}: {problem} (skipped)", file=sys.stderr)
+    if args.limit:
+        questions = questions[: args.limit]
+    if not questions:
+        raise CliError(f"no usable questions in {args.questions}")
+    if args.corpus and not Path(args.corpus).is_dir():
+        raise CliError(f"no such corpus folder: {args.corpus}")
+    if args.out and Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a directory; give a file name")
+
+    with contextlib.ExitStack() as stack:
+        if args.corpus:
+            from rag.settings import get_settings
+
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
+            pipeline = _open_pipeline(get_settings(data_dir=Path(tmp), chroma_host=None))
+            report = pipeline.ingestor.ingest([args.corpus], progress=not args.quiet)
+            print(f"temporary index of {args.corpus}: {report.summary()}", file=sys.stderr)
+        elif args.index:
+            pipeline = _open_pipeline(_index_settings(args.index))
+        else:
+            pipeline = _open_pipeline(_index_settings(None))
+            pipeline.ensure_corpus(progress=not args.quiet)
+        _check_not_empty(pipeline)
+        _check_mode(pipeline, args.mode)
+        pipeline.warm_up()  # BM25 build and first encoder call stay out of the first question's timings
+
+        result = ev.evaluate(pipeline, questions, mode=args.mode, top_k=args.top_k, progress=not args.quiet)
+        result["meta"]["questions_file"] = str(args.questions)
+        result["meta"]["load_problems"] = problems
+        if args.corpus:
+            result["meta"]["index"] = f"temporary index of {args.corpus}"
+        baseline = None
+        if args.baseline:
+            baseline = ev.evaluate_baseline(pipeline, questions, result["meta"]["top_k"], progress=not args.quiet)
+            baseline["meta"]["questions_file"] = str(args.questions)
+            baseline["meta"]["index"] = result["meta"]["index"]
+        # close the Chroma client before a temporary index folder is removed
+        with contextlib.suppress(Exception):
+            pipeline.store.client.clear_system_cache()
+
+    print(ev.format_table(result))
+    if baseline is not None:
+        print("\n" + ev.format_table(baseline))
+        print("\n=== pipeline (A) vs baseline (B), same index ===")
+        print(ev.compare(result, baseline))
+        result["baseline"] = baseline
+    if args.out:
+        path = ev.write_report(result, args.out)
+        print(f"\nreport written to {path}")
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Question answering over news articles.")
+    sub = parser.add_subparsers(dest="command", metavar="{ask,eval}")
+
+    ask = sub.add_parser("ask", help="answer one question with citations")
+    ask.add_argument("question", nargs="*", help="the question (quote it)")
+    ask.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
+    ask.add_argument("--mode", choices=["extractive", "llm"], help="answer mode (default: RAG_ANSWER_MODE)")
+    ask.add_argument("--top-k", type=_positive, help="passages to retrieve (default: RAG_TOP_K)")
+    ask.add_argument("--index", metavar="PATH", help="data folder (or Chroma folder) of the index to use")
+
+    ev = sub.add_parser("eval", help="evaluate against gold questions, or compare two reports")
+    ev.add_argument("questions", nargs="?", help="questions: JSONL or CSV (question,answer columns)")
+    ev.add_argument("--out", metavar="FILE", help="write the full JSON report here")
+    ev.add_argument("--mode", choices=["extractive", "llm"], help="answer mode (default: RAG_ANSWER_MODE)")
+    ev.add_argument("--top-k", type=_positive, help="passages to retrieve (default: RAG_TOP_K)")
+    ev.add_argument("--limit", type=_positive, help="evaluate only the first N questions")
+    where = ev.add_mutually_exclusive_group()
+    where.add_argument("--index", metavar="PATH", help="data folder (or Chroma folder) of an existing index")
+    where.add_argument("--corpus", metavar="DIR", help="ingest DIR into a temporary index and evaluate on it")
+    ev.add_argument("--baseline", action="store_true",
+                    help="also evaluate a plain LlamaIndex vector retriever over the same index")
+    ev.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved reports side by side")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return cmd_ask(args) if args.command == "ask" else cmd_eval(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The rag pipeline on a real index (seed article + a few BBC articles), real model, real Chroma on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+
+from rag import Answer, InvalidQuestion, Pipeline
+from rag.answer import ABSTAIN_TEXT, answer_type
+from rag.settings import PROJECT_ROOT, Settings
+
+BBC = PROJECT_ROOT.parent / "shared" / "data" / "bbc"
+SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
+MAJORITY = "CATL will hold a majority stake of 51%, followed by BAIC with 39% and Xiaomi Auto with 5%."
+CAPITAL = "The joint venture will start with a capital investment of 1 billion yuan (approximately $138 million)."
+BBC_SAMPLE = ["business/186.txt", "business/250.txt", "tech/001.txt", "sport/001.txt", "politics/001.txt"]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    shutil.copy(PROJECT_ROOT / "corpus" / SEED_ID, root / SEED_ID)
+    for rel in BBC_SAMPLE:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BBC / rel, root / rel)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, corpus_dir, embedder) -> Pipeline:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), corpus_dir=corpus_dir)
+    pipe = Pipeline(settings, embedder=embedder)
+    report = pipe.ensure_corpus(progress=False)
+    assert report is not None and len(report.added) == 1 + len(BBC_SAMPLE)
+    return pipe
+
+
+def article_text(pipe: Pipeline, article_id: str) -> str:
+    return pipe.store.get_articles([article_id], with_text=True)[article_id].text
+
+
+def assert_spans_exact(pipe: Pipeline, answer: Answer) -> None:
+    for c in answer.citations:
+        assert c.quote == article_text(pipe, c.article_id)[c.start_char_idx : c.end_char_idx]
+    for p in answer.passages:
+        assert p.text == article_text(pipe, p.article_id)[p.start_char_idx : p.end_char_idx]
+
+
+# --- the seed article -----------------------------------------------------------------------------------
+def test_majority_stake_cites_the_51_percent_sentence(pipeline):
+    answer = pipeline.ask("Who holds the majority stake?")
+    assert not answer.abstained
+    assert answer.citations[0].article_id == SEED_ID
+    assert answer.citations[0].quote == MAJORITY
+    assert "[1]" in answer.text and "51%" in answer.text
+    assert_spans_exact(pipeline, answer)
+
+
+def test_capital_question_cites_the_1_billion_yuan_sentence(pipeline):
+    answer = pipeline.ask("How much capital does the joint venture start with?")
+    assert answer.citations[0].quote == CAPITAL
+    assert_spans_exact(pipeline, answer)
+
+
+def test_answer_fields_and_json(pipeline):
+    answer = pipeline.ask("Who founded Jet Airways?", top_k=3)
+    assert 1 <= len(answer.passages) <= 3
+    assert [p.score for p in answer.passages] == sorted((p.score for p in answer.passages), reverse=True)
+    assert answer.citations and answer.citations[0].article_id == "business/186.txt"
+    assert "Naresh Goya" in answer.text
+    assert {"retrieve", "rerank", "total"} <= set(answer.timings)
+    assert all(v >= 0 for v in answer.timings.values())
+    data = json.loads(answer.to_json())
+    assert data["citations"][0]["quote"] == answer.citations[0].quote
+    assert data["abstained"] is False
+    assert_spans_exact(pipeline, answer)
+
+
+def test_unanswerable_question_abstains_with_related_passages(pipeline):
+    answer = pipeline.ask("Which film won the Palme d'Or at the 2005 Cannes Film Festival?")
+    assert answer.abstained
+    assert answer.text == ABSTAIN_TEXT
+    assert answer.citations == []
+    assert answer.passages  # shown as related, not as citations
+
+
+def test_follow_up_carries_the_subject_into_retrieval(pipeline):
+    history = [("Who holds the majority stake in the joint venture?", MAJORITY)]
+    answer = pipeline.chat("And how much does BAIC hold?", history)
+    assert "joint venture" in answer.retrieval_query
+    assert answer.citations[0].article_id == SEED_ID
+    assert "39%" in answer.text
+    # Gradio-style message history works the same way.
+    messages = [{"role": "user", "content": history[0][0]}, {"role": "assistant", "content": MAJORITY}]
+    assert pipeline.chat("And how much does BAIC hold?", messages).retrieval_query == answer.retrieval_query
+
+
+def test_answer_type_detection():
+    assert answer_type("Who founded Jet Airways?") == "name"
+    assert answer_type("How much capital does it start with?") == "number"
+    assert answer_type("On what date did Lenovo sign?") == "date"
+    assert answer_type("In which town is Woodhill prison?") == "place"
+    assert answer_type("Why did it happen?") == "other"
+
+
+# --- awkward questions ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("question", ["", "   \n\t "])
+def test_empty_question_is_a_clear_error(pipeline, question):
+    with pytest.raises(InvalidQuestion, match="type a question"):
+        pipeline.ask(question)
+
+
+def test_very_long_question_is_shortened_not_fatal(pipeline):
+    answer = pipeline.ask("Who holds the majority stake? " + "lorem ipsum " * 900)
+    assert len("Who holds the majority stake? " + "lorem ipsum " * 900) > 10_000
+    assert any("shortened" in note for note in answer.notes)
+    assert isinstance(answer.text, str) and answer.text
+
+
+@pytest.mark.parametrize("question", ["合资企业的多数股权由谁持有？", "Wer hält die Mehrheit an dem Unternehmen?", "🔋❓"])
+def test_non_english_questions_answer_or_abstain(pipeline, question):
+    answer = pipeline.ask(question)
+    assert answer.text
+    assert answer.abstained or answer.citations
+    assert_spans_exact(pipeline, answer)
+
+
+def test_thread_safety_same_answers_in_parallel(pipeline):
+    questions = [
+        "Who holds the majority stake?", "How much capital does the joint venture start with?",
+        "Who founded Jet Airways?", "Which film won the Palme d'Or at the 2005 Cannes Film Festival?",
+    ] * 3
+    expected = {q: pipeline.ask(q).text for q in set(questions)}
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def worker(i: int, q: str) -> None:
+        try:
+            results[i] = pipeline.ask(q).text
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i, q)) for i, q in enumerate(questions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert all(results[i] == expected[q] for i, q in enumerate(questions))
+    assert [a.text for a in pipeline.ask_many(questions[:4], workers=2)] == [expected[q] for q in questions[:4]]
+
+
+def test_bm25_follows_deletes_and_adds(pipeline, tmp_path):
+    """The keyword index stays in step with Chroma after an ingest and a delete, without a restart."""
+    article = tmp_path / "zanzibar-clove-harvest.txt"
+    article.write_text("Zanzibar clove harvest\n\nThe Zanzibar clove harvest reached 4,200 tonnes, said Amina Qorro.\n")
+    pipeline.ingestor.ingest([article], progress=False)
+    answer = pipeline.ask("How large was the Zanzibar clove harvest?")
+    assert answer.citations and answer.citations[0].article_id == article.name
+    assert "4,200 tonnes" in answer.text
+    pipeline.ingestor.delete(article.name)
+    after = pipeline.ask("How large was the Zanzibar clove harvest?")
+    assert all(p.article_id != article.name for p in after.passages)
+
+
+# --- LLM mode with a scripted LlamaIndex LLM --------------------------------------------------------------
+class ScriptedLLM(CustomLLM):
+    """A deterministic LlamaIndex LLM that replies with a fixed script (streams it word by word)."""
+
+    reply: str = ""
+    prompts: list = []
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=4096, num_output=256, model_name="scripted")
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self.prompts.append(prompt)
+        return CompletionResponse(text=self.reply)
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
+        self.prompts.append(prompt)
+        text = ""
+        for word in self.reply.split(" "):
+            delta = word if not text else " " + word
+            text += delta
+            yield CompletionResponse(text=text, delta=delta)
+
+
+def llm_pipeline(pipeline: Pipeline, reply: str) -> Pipeline:
+    pipe = Pipeline(pipeline.settings.model_copy(update={"llm": "none"}), llm=ScriptedLLM(reply=reply),
+                    embedder=pipeline.embedder)
+    return pipe
+
+
+def test_llm_mode_good_markers_become_checked_citations(pipeline):
+    pipe = llm_pipeline(pipeline, "CATL holds the majority stake of 51% [1].")
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "llm"
+    assert answer.text == "CATL holds the majority stake of 51% [1]."
+    assert answer.citations[0].article_id == SEED_ID
+    assert answer.citations[0].quote == MAJORITY  # the passage sentence closest to the claim
+    assert answer.unsupported == []
+    assert_spans_exact(pipe, answer)
+    # The prompt fenced the passages and numbered them.
+    assert "<<<PASSAGE 1>>>" in pipe.llm.prompts[-1] and "<<<END 1>>>" in pipe.llm.prompts[-1]
+
+
+def test_llm_mode_bogus_markers_removed_and_unsupported_flagged(pipeline):
+    pipe = llm_pipeline(
+        pipeline, "CATL holds 51% of the venture [1][9]. The factory will be built on the Moon by robots [1]."
+    )
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "llm"
+    assert "[9]" not in answer.text
+    assert any("9" in note for note in answer.notes)
+    assert len(answer.unsupported) == 1 and "Moon" in answer.unsupported[0].text
+    assert_spans_exact(pipe, answer)
+
+
+def test_llm_mode_without_valid_citations_falls_back_to_extractive(pipeline):
+    pipe = llm_pipeline(pipeline, "CATL has the majority [7]. Nobody else matters.")
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "extractive"
+    assert answer.citations[0].quote == MAJORITY
+    assert any("extractive answer" in note for note in answer.notes)
+
+
+def test_llm_mode_streams_deltas_then_the_answer(pipeline):
+    pipe = llm_pipeline(pipeline, "CATL holds the majority stake of 51% [1].")
+    items = list(pipe.ask_stream("Who holds the majority stake?", mode="llm"))
+    deltas, final = items[:-1], items[-1]
+    assert len(deltas) > 3 and all(isinstance(d, str) for d in deltas)
+    assert "".join(deltas) == "CATL holds the majority stake of 51% [1]."
+    assert isinstance(final, Answer) and final.mode == "llm" and "generate" in final.timings
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+def test_cli_ask_json(pipeline):
+    env = {"RAG_DATA_DIR": str(pipeline.settings.data_dir), "RAG_CORPUS_DIR": str(pipeline.settings.corpus_dir),
+           "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "rag", "ask", "Who holds the majority stake?", "--json"],
+                         capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["citations"][0]["quote"] == MAJORITY
+    plain = subprocess.run([sys.executable, "-m", "rag", "ask", "Who holds the majority stake?"],
+                           capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
+    assert plain.returncode == 0 and "[1]" in plain.stdout and MAJORITY in plain.stdout
