@@ -63,10 +63,17 @@ def chunk_text(
     pieces = [node.get_content() for node in splitter.get_nodes_from_documents([Document(text=text)])]
     chunks: list[Chunk] = []
     cursor = 0  # chunks come in document order; overlap means the next one may start before the last end
+    prev_end = 0
     for piece in pieces:
         if not piece.strip():
             continue
         start = text.find(piece, cursor)
+        if start >= 0:
+            # A repeated passage also matches earlier copies: take the last match that still begins within the
+            # previous chunk (or at its end), so consecutive chunks advance and cover the whole text.
+            later = text.find(piece, start + 1)
+            while 0 <= later <= prev_end:
+                start, later = later, text.find(piece, later + 1)
         if start < 0:
             start = text.find(piece)
         if start < 0:
@@ -77,6 +84,7 @@ def chunk_text(
         page = bisect.bisect_right(page_starts, start) if page_starts else 0
         chunks.append(Chunk(index=len(chunks), text=text[start:end], start=start, end=end, page=page))
         cursor = start + 1
+        prev_end = max(prev_end, end)
     return chunks
 
 

@@ -6,6 +6,7 @@ Write order for every batch of articles (what makes ``kill -9`` at any point saf
 3. the article records: the commit point; queries only use chunks whose hash matches the record,
 4. deletion of the articles' chunks of any other hash, then of the pending record, then a version bump.
 A run that finds a pending record of a dead process removes that batch's uncommitted chunks first.
+Deletions (and an article turning into a duplicate) run under a pending record too: record first, then chunks.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 TITLE_CHARS = 200  # the title is embedded with every chunk; longer titles are cut
 TITLE_TOKEN_BUDGET = 64
 PENDING_PREFIX = "pending:"
-STALE_PENDING_SECONDS = 3600  # a pending batch from another host is abandoned after this long
-GROUP_CHUNKS = 512  # chunks embedded and committed together
+STALE_PENDING_SECONDS = 3600  # a pending batch of another host (or of a reused pid) is abandoned after this long
+# Chunks embedded and committed together; RAG_INGEST_GROUP_CHUNKS overrides it (tests use small groups).
+GROUP_CHUNKS = int(os.environ.get("RAG_INGEST_GROUP_CHUNKS", "512"))
 
 
 @dataclass
@@ -88,6 +90,7 @@ def article_id_for(path: Path, root: Path) -> str:
 def discover(paths: Iterable[Path | str], report: IngestReport) -> list[tuple[Path, Path]]:
     """(file, root) pairs for every supported file under ``paths``; bad paths go to ``report.skipped``."""
     found: list[tuple[Path, Path]] = []
+    listed: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -96,15 +99,19 @@ def discover(paths: Iterable[Path | str], report: IngestReport) -> list[tuple[Pa
             root = path.resolve()
             for file in sorted(root.rglob("*")):
                 rel = file.relative_to(root)
-                if any(part.startswith(".") for part in rel.parts) or not file.is_file():
+                # A dangling symlink is kept: reading it reports the file as vanished instead of dropping it silently.
+                if any(part.startswith(".") for part in rel.parts) or not (file.is_file() or file.is_symlink()):
                     continue
-                if file.suffix.lower() in SUPPORTED_SUFFIXES:
-                    found.append((file, root))
-                else:
+                if file.suffix.lower() not in SUPPORTED_SUFFIXES:
                     report.skipped.append(SkippedFile(str(file), f"unsupported file type {file.suffix or '(none)'}"))
+                elif file not in listed:
+                    listed.add(file)
+                    found.append((file, root))
         else:
             resolved = path.resolve()
-            found.append((resolved, resolved.parent))
+            if resolved not in listed:
+                listed.add(resolved)
+                found.append((resolved, resolved.parent))
     return found
 
 
@@ -115,6 +122,7 @@ class Ingestor:
         self.store = store
         self.settings = settings or store.settings
         self.embedder: Embedder = store.embedder
+        self.group_chunks = GROUP_CHUNKS
         budget = self.embedder.max_seq_length - SPECIAL_TOKENS - TITLE_TOKEN_BUDGET
         self.chunk_tokens = min(self.settings.chunk_tokens, budget)
         if self.chunk_tokens < self.settings.chunk_tokens:
@@ -139,6 +147,9 @@ class Ingestor:
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
         for file, root in tqdm(files, desc="reading", unit="file", disable=not progress):
             article_id = article_id_for(file, root)
+            if article_id in seen_ids:  # e.g. two explicit files a/x.txt and b/x.txt: both would be "x.txt"
+                report.skipped.append(SkippedFile(str(file), f"another file in this run has the article id {article_id!r}"))
+                continue
             seen_ids.add(article_id)
             try:
                 data = read_file(file, max_bytes)
@@ -169,9 +180,8 @@ class Ingestor:
         if duplicate_records:
             self._commit_plain_records(duplicate_records, previous=existing)
         if prune:
-            roots = {str(root) for _, root in files} | {
-                str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()
-            }
+            # Only the folders given are pruned: a file given by itself must not prune its siblings.
+            roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
             gone = [
                 r.article_id for r in existing.values()
                 if r.root in roots and r.article_id not in seen_ids
@@ -243,7 +253,7 @@ class Ingestor:
             for item in planned:
                 group.append(item)
                 size += len(item[1])
-                if size >= GROUP_CHUNKS:
+                if size >= self.group_chunks:
                     self._commit_group(group, report, bar)
                     group, size = [], 0
             if group:
@@ -251,17 +261,21 @@ class Ingestor:
         finally:
             bar.close()
 
-    def _commit_group(self, group: list[tuple[_Work, list[Chunk]]], report: IngestReport, bar) -> None:
+    def _begin(self, ids: list[str]) -> str:
+        """Write the pending record naming ``ids`` (step 1 of every write); returns its id."""
         pending_id = f"{PENDING_PREFIX}{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
-        ids = [w.article_id for w, _ in group]
         self.store.meta.upsert(
             ids=[pending_id], embeddings=[[1.0]],
             metadatas=[{"kind": "pending", "article_ids": json.dumps(ids), "host": socket.gethostname(),
                         "pid": os.getpid(), "at": time.time()}],
         )
+        return pending_id
+
+    def _commit_group(self, group: list[tuple[_Work, list[Chunk]]], report: IngestReport, bar) -> None:
+        pending_id = self._begin([w.article_id for w, _ in group])
         nodes: list[TextNode] = []
         for w, chunks in group:
-            title = w.article.title[:TITLE_CHARS]
+            title = self._embed_title(w.article.title)
             for chunk in chunks:
                 nodes.append(self._node(w, chunk, title))
         # Sorting by length keeps padding low inside each encoder batch (sentence-transformers only sorts
@@ -287,6 +301,19 @@ class Ingestor:
         report.chunks_written += len(nodes)
         bar.update(len(nodes))
 
+    def _embed_title(self, title: str) -> str:
+        """The title as embedded with every chunk: at most TITLE_CHARS characters and TITLE_TOKEN_BUDGET tokens."""
+        title = title[:TITLE_CHARS]
+        if len(self.embedder.tokenize(title)) <= TITLE_TOKEN_BUDGET:
+            return title
+        try:  # fast tokenizers give each token's character span: cut after the last token that fits
+            spans = self.embedder.tokenizer(title, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            return title[: spans[TITLE_TOKEN_BUDGET - 1][1]].rstrip()
+        except (NotImplementedError, KeyError, IndexError, TypeError):
+            while title and len(self.embedder.tokenize(title)) > TITLE_TOKEN_BUDGET:
+                title = title[: len(title) * 9 // 10].rstrip()
+            return title
+
     @staticmethod
     def _node(w: _Work, chunk: Chunk, title: str) -> TextNode:
         keys = ["article_id", "sha256", "title", "source", "page", "chunk", "start", "end"]
@@ -307,16 +334,26 @@ class Ingestor:
         return node
 
     def _commit_plain_records(self, records: list[ArticleRecord], previous: dict[str, ArticleRecord]) -> None:
-        """Commit chunk-less records (duplicates); a former canonical article loses its chunks."""
+        """Commit chunk-less records (duplicates); a former canonical article loses its chunks.
+
+        Under a pending record, so that a run killed between the two steps leaves no chunks behind (repair
+        deletes the chunks of an article whose record is a duplicate).
+        """
+        pending_id = self._begin([r.article_id for r in records])
         self.store.put_articles(records)
         for record in records:
             old = previous.get(record.article_id)
             if old is not None and not old.duplicate_of:
                 self.store.delete_chunks_of(record.article_id)
+        self.store.meta.delete(ids=[pending_id])
 
     def _delete_one(self, article_id: str) -> None:
-        self.store.delete_chunks_of(article_id)
+        # Record first, then chunks, under a pending record: a kill in between leaves chunks that repair removes,
+        # never a record without chunks that an unchanged file would then keep forever.
+        pending_id = self._begin([article_id])
         self.store.delete_articles([article_id])
+        self.store.delete_chunks_of(article_id)
+        self.store.meta.delete(ids=[pending_id])
 
     def _promote_orphaned_duplicates(self, report: IngestReport, progress: bool) -> None:
         """Duplicates whose stored copy was deleted or changed: the first becomes the stored copy."""
@@ -360,7 +397,7 @@ def embed_text(title: str, text: str) -> str:
 
 
 def _is_stale(meta: dict) -> bool:
-    """A pending batch whose writer is gone: a dead pid on this host, or too old elsewhere."""
+    """A pending batch whose writer is gone: a dead pid on this host, or too old (any host: pids get reused)."""
     if meta.get("host") == socket.gethostname():
         pid = int(meta.get("pid", 0))
         if pid == os.getpid():
@@ -370,8 +407,7 @@ def _is_stale(meta: dict) -> bool:
         except ProcessLookupError:
             return True
         except PermissionError:
-            return False
-        return False
+            pass
     return time.time() - float(meta.get("at", 0)) > STALE_PENDING_SECONDS
 
 

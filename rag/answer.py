@@ -117,6 +117,7 @@ class ExtractiveResult:
 WEIGHTS = {"dense": 0.2, "keywords": 0.0, "context": 0.15, "typed": 0.3, "focus": 0.1, "passage": 0.5, "rank": 0.05}
 MAX_SENTENCES_TO_EMBED = 12
 SECOND_SENTENCE_RATIO = 0.95
+SENTENCE_EMBED_CHARS = 300
 FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (the answer often follows)
 _FOCUS = re.compile(r"\b(?:which|what)\s+(?:\w+\s+){0,2}?([a-z]{3,})\b", re.I)
 _NOT_FOCUS = {"did", "does", "was", "were", "has", "have", "had", "are", "the", "year", "date", "day", "month"}
@@ -179,7 +180,8 @@ def score_candidates(candidates: list[Candidate], question_vector, embedder: Emb
     candidates = sorted(candidates, key=lambda c: (-c.cheap_score(), c.passage_index))[:MAX_SENTENCES_TO_EMBED]
     if not candidates:
         return []
-    dense = embedder.encode([c.text for c in candidates]) @ np.asarray(question_vector)
+    # Long sentences are cut for embedding: their start carries the meaning, and cost grows with length.
+    dense = embedder.encode([c.text[:SENTENCE_EMBED_CHARS] for c in candidates]) @ np.asarray(question_vector)
     for c, sim in zip(candidates, dense):
         c.dense = float(sim)
         c.score = (

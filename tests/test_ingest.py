@@ -1,0 +1,650 @@
+"""Ingestion end to end with real components: files on disk, the real embedding model, Chroma on disk.
+
+No mocks. Every test that writes checks the index invariants (:func:`check_index`): one chunk set per
+article, every chunk committed under its article's content hash, exact spans, chunks that fit the encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ingest import Ingestor, delete_article
+from ingest.pipeline import PENDING_PREFIX, embed_text
+from rag.store import Store
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def paragraph(topic: str, n: int, start: int = 0) -> str:
+    """``n`` distinct sentences about ``topic`` (distinct so every chunk is unique text)."""
+    return " ".join(
+        f"Sentence {i} of the {topic} story records that the {topic} committee met for the {i}th time "
+        f"and approved item {i * 7 + 3} after a long debate." for i in range(start, start + n)
+    )
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def ingestor_for(store: Store) -> Ingestor:
+    return Ingestor(store)
+
+
+def chunks_by_article(store: Store) -> dict[str, list[tuple[str, str, dict]]]:
+    """article id -> [(chunk id, document, metadata)] sorted by chunk index."""
+    out: dict[str, list] = defaultdict(list)
+    for page in store.all_chunks():
+        for chunk_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+            out[meta["article_id"]].append((chunk_id, doc, meta))
+    for rows in out.values():
+        rows.sort(key=lambda r: r[2]["chunk"])
+    return dict(out)
+
+
+def article_texts(store: Store) -> dict[str, str]:
+    got = store.articles.get(include=["documents"])
+    return dict(zip(got["ids"], got["documents"]))
+
+
+def snapshot(store: Store, ids: list[str]) -> dict:
+    """Everything stored about ``ids``: records (with text) and chunks (id, text, metadata)."""
+    records = store.get_articles(ids, with_text=True)
+    chunks = chunks_by_article(store)
+    return {i: (records.get(i), chunks.get(i)) for i in ids}
+
+
+def check_index(store: Store, embedder) -> dict:
+    """Assert every invariant of a consistent index; returns {article id: record}."""
+    records = {r.article_id: r for r in store.all_articles()}
+    texts = article_texts(store)
+    chunks = chunks_by_article(store)
+    all_ids = [c[0] for rows in chunks.values() for c in rows]
+    assert len(all_ids) == len(set(all_ids)) == store.chunk_count(), "duplicate chunk ids"
+
+    pending = store.meta.get(where={"kind": "pending"})["ids"]
+    assert pending == [], f"pending batches left behind: {pending}"
+
+    for article_id, rows in chunks.items():
+        record = records.get(article_id)
+        assert record is not None, f"chunks of {article_id} have no committed article record"
+        assert not record.duplicate_of, f"duplicate {article_id} has chunks"
+        shas = {meta["sha256"] for _, _, meta in rows}
+        assert shas == {record.sha256}, f"{article_id}: chunk sets {shas} vs record {record.sha256}"
+        assert [meta["chunk"] for _, _, meta in rows] == list(range(len(rows))), f"{article_id}: chunk indexes"
+        assert record.chunks == len(rows), f"{article_id}: record says {record.chunks} chunks, {len(rows)} stored"
+
+    token_texts = []
+    for article_id, record in records.items():
+        rows = chunks.get(article_id, [])
+        if record.duplicate_of:
+            assert rows == [] and record.chunks == 0
+            canonical = records.get(record.duplicate_of)
+            assert canonical is not None and not canonical.duplicate_of, f"{article_id}: bad duplicate_of"
+            assert canonical.sha256 == record.sha256
+            continue
+        assert rows, f"{article_id} has no chunks"
+        text = texts[article_id]
+        covered = bytearray(len(text))
+        for chunk_id, doc, meta in rows:
+            start, end = int(meta["start"]), int(meta["end"])
+            assert text[start:end] == doc, f"{chunk_id}: span [{start}:{end}] does not match its text"
+            assert chunk_id == f"{article_id}#{record.sha256[:16]}#{meta['chunk']}"
+            covered[start:end] = b"\x01" * (end - start)
+            token_texts.append(embed_text(meta["title"], doc))
+        missed = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
+        assert not missed, f"{article_id}: text at {missed[:5]}... is in no chunk"
+
+    if token_texts:
+        lengths = [len(ids) for ids in embedder.tokenizer(token_texts, add_special_tokens=True)["input_ids"]]
+        assert max(lengths) <= embedder.max_seq_length, f"a chunk has {max(lengths)} tokens"
+    return records
+
+
+def dense_search(store: Store, embedder, query: str, k: int = 3) -> list[tuple[str, dict]]:
+    got = store.chunks.query(
+        query_embeddings=[embedder.embed_query(query)], n_results=min(k, store.chunk_count()),
+        include=["documents", "metadatas"],
+    )
+    return list(zip(got["documents"][0], got["metadatas"][0]))
+
+
+def reasons(report) -> dict[str, str]:
+    return {Path(s.path).name: s.reason for s in report.skipped}
+
+
+def pdf_bytes(pages: list[list[str]], *, title: str = "", author: str = "", encrypt=None) -> bytes:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4, encrypt=encrypt)
+    if title:
+        c.setTitle(title)
+    if author:
+        c.setAuthor(author)
+    for lines in pages:
+        y = 800
+        for line in lines:
+            c.drawString(40, y, line)
+            y -= 15
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+NEWS_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Harbour bridge reopens after repairs | Coastal Times</title>
+<meta name="author" content="Jane Doe">
+<meta property="article:published_time" content="2024-03-05T08:00:00Z">
+<meta name="description" content="The harbour bridge reopened on Tuesday.">
+<link rel="canonical" href="https://news.example.com/2024/03/harbour-bridge-reopens">
+</head><body>
+<header><nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a></li>
+<li><a href="/sport">Sport</a></li><li><a href="/weather">Weather forecast</a></li></ul></nav></header>
+<div class="share"><a href="https://twitter.com/share">Share on Twitter</a>
+<a href="https://facebook.com/share">Share on Facebook</a></div>
+<main><article>
+<h1>Harbour bridge reopens after repairs</h1>
+<p>The harbour bridge reopened to traffic on Tuesday morning after eighteen months of structural repairs that
+cost the city council 42 million pounds, officials said.</p>
+<p>Engineers replaced the corroded steel cables and resurfaced the entire deck. The work was delayed twice by
+winter storms, which flooded the construction yard and damaged two cranes.</p>
+<p>Commuters who had faced a forty-minute detour through the industrial estate welcomed the reopening. "It has
+given me an hour of my day back," said Maria Lopez, a nurse who crosses the bridge every morning.</p>
+<p>The council said a cycle lane would open on the eastern side of the bridge in the summer, once the remaining
+safety barriers have been installed.</p>
+</article></main>
+<aside class="related"><h3>Related stories</h3><ul><li><a href="/a">Council budget approved</a></li>
+<li><a href="/b">Storm damage across the coast</a></li></ul></aside>
+<footer><p>Copyright 2024 Coastal Times Media Group. All rights reserved.</p>
+<a href="/privacy">Privacy policy</a> <a href="/cookies">Cookie settings</a></footer>
+</body></html>"""
+
+# A page of a client-side app: navigation, share links and a footer, but no article in the HTML.
+NO_MAIN_TEXT_HTML = """<!DOCTYPE html><html><head><title>Coastal Times - Home</title></head><body>
+<header><nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a></li>
+<li><a href="/sport">Sport</a></li></ul></nav></header>
+<div class="share"><a href="https://twitter.com/share">Share on Twitter</a>
+<a href="https://facebook.com/share">Share on Facebook</a></div>
+<div id="app"></div><script>window.__DATA__ = {"story": "loading"}; renderApp();</script>
+<footer><p>Copyright 2024 Coastal Times Media Group. All rights reserved.</p><a href="/privacy">Privacy policy</a>
+</footer></body></html>"""
+
+
+# --- formats ---------------------------------------------------------------------------------------------------
+
+
+def test_txt_and_markdown_titles_and_spans(store, embedder, tmp_path):
+    src = tmp_path / "src"
+    write(src / "plain.txt", "Grain prices climb\n\n" + paragraph("grain", 30))
+    write(src / "notes" / "story.md", "# Copper mine strike ends\n\n" + paragraph("copper", 12) + "\n\n## Reaction\n\n"
+          + paragraph("union", 5))
+    report = ingestor_for(store).ingest([src], progress=False)
+    assert sorted(report.added) == ["notes/story.md", "plain.txt"]
+    assert report.skipped == [] and report.warnings == []
+    records = check_index(store, embedder)
+    assert records["plain.txt"].title == "Grain prices climb"
+    assert records["plain.txt"].format == "txt"
+    assert records["notes/story.md"].title == "Copper mine strike ends"
+    assert records["notes/story.md"].format == "md"
+    assert records["plain.txt"].chunks > 1  # long enough to be split
+    assert report.chunks_written == sum(r.chunks for r in records.values())
+    assert report.tokens_embedded > 0 and report.embed_seconds > 0
+    assert records["plain.txt"].source == str((src / "plain.txt").resolve())
+    # The title is embedded with every chunk and stored with it.
+    chunks = chunks_by_article(store)
+    assert {meta["title"] for _, _, meta in chunks["notes/story.md"]} == {"Copper mine strike ends"}
+
+
+def test_html_main_text_and_metadata(store, embedder, tmp_path):
+    write(tmp_path / "src" / "bridge.html", NEWS_HTML)
+    report = ingestor_for(store).ingest([tmp_path / "src"], progress=False)
+    assert report.added == ["bridge.html"]
+    records = check_index(store, embedder)
+    record = records["bridge.html"]
+    assert record.title == "Harbour bridge reopens after repairs"
+    assert record.author == "Jane Doe"
+    assert record.published == "2024-03-05"
+    assert record.url == "https://news.example.com/2024/03/harbour-bridge-reopens"
+    assert record.format == "html"
+    text = article_texts(store)["bridge.html"]
+    for kept in ("eighteen months of structural repairs", "corroded steel cables", "Maria Lopez",
+                 "cycle lane would open"):
+        assert kept in text
+    for dropped in ("Share on Twitter", "Share on Facebook", "Weather forecast", "Privacy policy",
+                    "Cookie settings", "Copyright 2024", "Related stories", "Council budget approved"):
+        assert dropped not in text
+    hits = dense_search(store, embedder, "Why was the bridge repair delayed?")
+    assert hits[0][1]["article_id"] == "bridge.html"
+
+
+def test_pdf_pages_and_metadata(store, embedder, tmp_path):
+    page1 = [f"Line {i}: the grain harvest in the northern valley was the largest since records began {i}."
+             for i in range(25)]
+    page2 = [f"Line {i}: striking copper miners in the southern hills returned to work on day {i}."
+             for i in range(25)]
+    write(tmp_path / "src" / "report.pdf", pdf_bytes([page1, page2], title="Regional economy", author="Sam Writer"))
+    report = ingestor_for(store).ingest([tmp_path / "src"], progress=False)
+    assert report.added == ["report.pdf"], report.skipped
+    records = check_index(store, embedder)
+    record = records["report.pdf"]
+    assert record.title == "Regional economy" and record.author == "Sam Writer" and record.format == "pdf"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", record.published), record.published
+    text = article_texts(store)["report.pdf"]
+    assert len(record.page_starts) == 2 and record.page_starts[0] == 0
+    second = record.page_starts[1]
+    assert text[:second].count("northern valley") == 25 and "southern hills" not in text[:second]
+    assert text[second:].count("southern hills") == 25
+    chunks = chunks_by_article(store)["report.pdf"]
+    pages = [int(meta["page"]) for _, _, meta in chunks]
+    assert set(pages) == {1, 2} and pages == sorted(pages)
+    for _, doc, meta in chunks:
+        assert int(meta["page"]) == (2 if int(meta["start"]) >= second else 1)
+        if "northern valley" not in doc:  # only page-2 text: must be labelled page 2
+            assert int(meta["page"]) == 2
+
+
+def test_non_utf8_text_is_decoded_with_a_warning_naming_the_file(store, embedder, tmp_path):
+    body = ("Cafe owners in Paris said the naïve plan to charge £3 for a café crème would fail, "
+            "according to the señor who runs the bistro. " + paragraph("bistro", 6))
+    path = write(tmp_path / "src" / "legacy.txt", ("Prices rise at the café\n\n" + body).encode("cp1252"))
+    report = ingestor_for(store).ingest([tmp_path / "src"], progress=False)
+    assert report.added == ["legacy.txt"]
+    assert len(report.warnings) == 1 and str(path.resolve()) in report.warnings[0], report.warnings
+    assert "UTF-8" in report.warnings[0]
+    check_index(store, embedder)
+    record = store.get_articles(["legacy.txt"], with_text=True)["legacy.txt"]
+    assert record.title == "Prices rise at the café"
+    assert "naïve plan to charge £3 for a café crème" in record.text and "señor" in record.text
+
+
+def test_long_title_and_repeated_text_fit_the_encoder(store, embedder, tmp_path):
+    """A title of hundreds of tokens is cut to fit; repeated passages still get exact, covering spans."""
+    cjk_title = "".join(chr(0x4E00 + (i * 37) % 20000) for i in range(250))  # one token per character
+    write(tmp_path / "src" / "cjk.md", f"# {cjk_title}\n\n" + paragraph("river", 8))
+    numbers = " ".join(str(10**8 + i * 7919) for i in range(60))
+    write(tmp_path / "src" / "repeated.txt", numbers + "\n\n" + "The same line again. " * 150 + "\n\nThe end.")
+    report = ingestor_for(store).ingest([tmp_path / "src"], progress=False)
+    assert sorted(report.added) == ["cjk.md", "repeated.txt"]
+    check_index(store, embedder)  # token limit and full coverage are part of the invariants
+
+
+# --- the BBC sample --------------------------------------------------------------------------------------------
+
+
+def _bbc_duplicate_pair(bbc: Path) -> tuple[str, str]:
+    by_sha: dict[str, list[str]] = defaultdict(list)
+    for file in sorted(bbc.glob("*/*.txt")):
+        by_sha[hashlib.sha256(file.read_bytes()).hexdigest()].append(file.relative_to(bbc).as_posix())
+    pairs = sorted(paths[:2] for paths in by_sha.values() if len(paths) > 1)
+    assert pairs, "the BBC corpus is known to hold byte-identical duplicates"
+    return pairs[0][0], pairs[0][1]
+
+
+@pytest.fixture(scope="module")
+def bbc_sample(tmp_path_factory, embedder, bbc_dir, settings_at):
+    """~40 BBC articles (sport/199.txt and a duplicate pair included) copied to tmp and ingested once."""
+    first, second = _bbc_duplicate_pair(bbc_dir)
+    chosen = {"sport/199.txt", first, second}
+    for category in ("business", "entertainment", "politics", "sport", "tech"):
+        files = sorted((bbc_dir / category).glob("*.txt"))
+        chosen.update(f.relative_to(bbc_dir).as_posix() for f in files[5::70][:7])
+    root = tmp_path_factory.mktemp("bbc")
+    src = root / "src"
+    for rel in sorted(chosen):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(bbc_dir / rel, src / rel)
+    store = Store(settings_at(root / "data"), embedder)
+    report = Ingestor(store).ingest([src], progress=False)
+    # Every byte-identical copy in the sample (at least the chosen pair): (copy, first in id order).
+    by_sha: dict[str, list[str]] = defaultdict(list)
+    for rel in sorted(chosen):
+        by_sha[hashlib.sha256((src / rel).read_bytes()).hexdigest()].append(rel)
+    duplicates = sorted((rel, same[0]) for same in by_sha.values() for rel in same[1:])
+    return {"store": store, "src": src, "report": report, "files": sorted(chosen), "pair": (first, second),
+            "duplicates": duplicates}
+
+
+def test_bbc_sample_ingests_with_duplicates_and_legacy_encoding(bbc_sample, embedder):
+    store, report, files = bbc_sample["store"], bbc_sample["report"], bbc_sample["files"]
+    first, second = bbc_sample["pair"]
+    assert 35 <= len(files) <= 45
+    assert report.seen == len(files) and report.skipped == []
+    assert (second, first) in report.duplicates
+    assert sorted(report.duplicates) == bbc_sample["duplicates"]
+    assert sorted(report.added) == sorted(set(files) - {copy for copy, _ in report.duplicates})
+    records = check_index(store, embedder)
+    assert sorted(records) == files
+    assert records[second].duplicate_of == first and records[second].chunks == 0
+    assert records[first].chunks > 0 and not records[first].duplicate_of
+    # sport/199.txt is Windows-1252: the pound sign survives and the warning names the file.
+    warned = [w for w in report.warnings if "199.txt" in w]
+    assert len(warned) == 1 and str(bbc_sample["src"] / "sport" / "199.txt") in warned[0]
+    assert "£15.8m" in store.get_articles(["sport/199.txt"], with_text=True)["sport/199.txt"].text
+    assert report.chunks_written == store.chunk_count() == sum(r.chunks for r in records.values())
+    assert report.tokens_embedded > report.chunks_written * 20
+
+
+def test_bbc_rerun_unchanged_embeds_nothing(bbc_sample, embedder):
+    store = bbc_sample["store"]
+    version = store.version()
+    report = Ingestor(store).ingest([bbc_sample["src"]], progress=False)
+    assert report.chunks_written == 0 and report.tokens_embedded == 0
+    assert report.unchanged == len(bbc_sample["files"])
+    assert report.added == report.updated == report.pruned == [] and report.duplicates == []
+    assert store.version() == version  # nothing changed, so retrievers keep their BM25 index
+    assert report.seconds < 10
+
+
+# --- updates, prune, delete, duplicates ---------------------------------------------------------------------------
+
+
+def test_changed_article_replaces_its_chunks(store, embedder, tmp_path):
+    src = tmp_path / "src"
+    write(src / "a.txt", "Grain prices climb\n\n" + paragraph("grain", 20))
+    write(src / "b.txt", "Copper strike\n\n" + paragraph("copper", 5))
+    ingestor = ingestor_for(store)
+    ingestor.ingest([src], progress=False)
+    old = chunks_by_article(store)["a.txt"]
+    old_sha = store.get_articles(["a.txt"])["a.txt"].sha256
+    untouched = snapshot(store, ["b.txt"])
+
+    new_text = ("Volcano erupts near fishing village\n\nLava from the volcano reached the harbour of the "
+                "fishing village overnight, and the coastguard evacuated four hundred residents by boat.")
+    write(src / "a.txt", new_text)
+    report = ingestor.ingest([src], progress=False)
+    assert report.updated == ["a.txt"] and report.added == [] and report.unchanged == 1
+    records = check_index(store, embedder)
+    assert records["a.txt"].sha256 != old_sha and records["a.txt"].title == "Volcano erupts near fishing village"
+    remaining = {c[0] for rows in chunks_by_article(store).values() for c in rows}
+    assert not remaining & {c[0] for c in old}, "old chunks survived the update"
+    assert store.chunks.get(where={"sha256": old_sha})["ids"] == []
+    hits = dense_search(store, embedder, "How were residents evacuated from the lava?")
+    assert hits[0][1]["article_id"] == "a.txt" and "coastguard evacuated" in hits[0][0]
+    assert snapshot(store, ["b.txt"]) == untouched
+
+
+def test_prune_removes_deleted_files_only_with_prune(store, embedder, tmp_path):
+    src = tmp_path / "src"
+    for name, topic in (("a.txt", "grain"), ("b.txt", "copper"), ("sub/c.md", "river")):
+        write(src / name, f"{topic.title()} news\n\n" + paragraph(topic, 4))
+    ingestor = ingestor_for(store)
+    ingestor.ingest([src], progress=False)
+    (src / "b.txt").unlink()
+
+    report = ingestor.ingest([src], progress=False)
+    assert report.pruned == [] and "b.txt" in store.get_articles(["b.txt"])
+
+    # A single file given with --prune must not prune its siblings.
+    report = ingestor.ingest([src / "a.txt"], prune=True, progress=False)
+    assert report.pruned == [] and "b.txt" in store.get_articles(["b.txt"])
+
+    report = ingestor.ingest([src], prune=True, progress=False)
+    assert report.pruned == ["b.txt"] and report.unchanged == 2
+    assert "b.txt" not in store.get_articles(["b.txt"])
+    assert store.chunks.get(where={"article_id": "b.txt"})["ids"] == []
+    assert sorted(check_index(store, embedder)) == ["a.txt", "sub/c.md"]
+
+
+def test_delete_by_id(store, embedder, tmp_path, tmp_settings):
+    src = tmp_path / "src"
+    write(src / "a.txt", "Grain news\n\n" + paragraph("grain", 6))
+    write(src / "b.txt", "Copper news\n\n" + paragraph("copper", 6))
+    write(src / "c.txt", "River news\n\n" + paragraph("river", 6))
+    ingestor = ingestor_for(store)
+    ingestor.ingest([src], progress=False)
+    version = store.version()
+
+    assert ingestor.delete("a.txt") is True
+    assert store.version() != version
+    assert "a.txt" not in store.get_articles(["a.txt"])
+    assert store.chunks.get(where={"article_id": "a.txt"})["ids"] == []
+    assert ingestor.delete("a.txt") is False
+    assert ingestor.delete("no-such-article.txt") is False
+
+    # The Python API function (opens its own ingestor on the same index).
+    assert delete_article("b.txt", tmp_settings) is True
+    assert delete_article("b.txt", tmp_settings) is False
+    assert sorted(check_index(store, embedder)) == ["c.txt"]
+
+    # A re-run adds the still-present files back.
+    report = ingestor.ingest([src], progress=False)
+    assert sorted(report.added) == ["a.txt", "b.txt"] and report.unchanged == 1
+    check_index(store, embedder)
+
+
+def test_duplicates_stored_once_and_promoted_when_canonical_goes(store, embedder, tmp_path):
+    src = tmp_path / "src"
+    text = "Harbour storm\n\n" + paragraph("storm", 10)
+    write(src / "a.txt", text)
+    write(src / "b.txt", text)
+    write(src / "c.txt", text)
+    write(src / "d.txt", "Other news\n\n" + paragraph("grain", 5))
+    ingestor = ingestor_for(store)
+    report = ingestor.ingest([src], progress=False)
+    assert report.duplicates == [("b.txt", "a.txt"), ("c.txt", "a.txt")]
+    assert sorted(report.added) == ["a.txt", "d.txt"]
+    records = check_index(store, embedder)
+    a_chunks = records["a.txt"].chunks
+    assert records["b.txt"].duplicate_of == "a.txt" and records["c.txt"].duplicate_of == "a.txt"
+    assert report.chunks_written == a_chunks + records["d.txt"].chunks  # the copies were not embedded
+
+    # Re-run: duplicates are unchanged, not reported again.
+    report = ingestor.ingest([src], progress=False)
+    assert report.unchanged == 4 and report.duplicates == [] and report.chunks_written == 0
+
+    # Deleting the canonical copy promotes the first duplicate; the other points at it.
+    assert ingestor.delete("a.txt")
+    records = check_index(store, embedder)
+    assert not records["b.txt"].duplicate_of and records["b.txt"].chunks == a_chunks
+    assert records["c.txt"].duplicate_of == "b.txt"
+    hits = dense_search(store, embedder, "storm committee met")
+    assert {meta["article_id"] for _, meta in hits} == {"b.txt"}
+
+    # Changing the (new) canonical file's content promotes the remaining copy too.
+    write(src / "b.txt", "Changed story\n\n" + paragraph("volcano", 4))
+    (src / "a.txt").unlink()
+    report = ingestor.ingest([src], prune=True, progress=False)
+    assert sorted(report.updated) == ["b.txt", "c.txt"] and report.pruned == []
+    records = check_index(store, embedder)
+    assert not records["c.txt"].duplicate_of and records["c.txt"].chunks == a_chunks
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_are_skipped_with_reasons_and_stored_articles_untouched(store, embedder, tmp_path):
+    from reportlab.lib import pdfencrypt
+
+    src = tmp_path / "src"
+    write(src / "keep.txt", "Grain news\n\n" + paragraph("grain", 8))
+    write(src / "keep2.md", "# Copper news\n\n" + paragraph("copper", 8))
+    ingestor = ingestor_for(store)
+    assert sorted(ingestor.ingest([src], progress=False).added) == ["keep.txt", "keep2.md"]
+    before = snapshot(store, ["keep.txt", "keep2.md"])
+
+    good_pdf = pdf_bytes([[f"Line {i} of a perfectly fine report." for i in range(30)]] * 2)
+    write(src / "empty.txt", b"")
+    write(src / "blank.md", "   \n\n\t\n")
+    write(src / "binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 16)
+    write(src / "nomain.html", NO_MAIN_TEXT_HTML)
+    write(src / "encrypted.pdf", pdf_bytes([["Secret board minutes."] * 10],
+                                           encrypt=pdfencrypt.StandardEncryption("secret", canPrint=0)))
+    write(src / "broken.pdf", good_pdf[: len(good_pdf) // 2])
+    with open(src / "huge.txt", "wb") as handle:  # 50 MB, sparse: instant to write
+        handle.truncate(50_000_000)
+    (src / "vanished.txt").symlink_to(tmp_path / "deleted-before-reading.txt")  # dangling: read fails
+    write(src / "slides.pptx", b"PK\x03\x04 not supported")
+    write(src / "keep2.md", bytes(range(256)) * 4)  # a stored article whose file went bad: kept as it was
+    write(src / "new.txt", "Volcano news\n\nLava reached the harbour of the fishing village overnight.")
+    missing = tmp_path / "no-such-folder"
+
+    report = ingestor.ingest([src, missing], prune=True, progress=False)
+    got = reasons(report)
+    expected = {
+        "empty.txt": "empty file", "blank.md": "empty file", "binary.txt": "binary content",
+        "nomain.html": "no main text", "encrypted.pdf": "encrypted PDF", "broken.pdf": "broken PDF",
+        "huge.txt": "file too large", "vanished.txt": "vanished", "slides.pptx": "unsupported file type",
+        "keep2.md": "binary content", "no-such-folder": "path does not exist",
+    }
+    assert set(got) == set(expected), got
+    for name, fragment in expected.items():
+        assert fragment in got[name], (name, got[name])
+    assert "50.0 MB > 10.0 MB" in got["huge.txt"]
+    # The rest of the run completed: the good new file is in, the stored ones are untouched, nothing pruned.
+    assert report.added == ["new.txt"] and report.unchanged == 1 and report.pruned == []
+    assert snapshot(store, ["keep.txt", "keep2.md"]) == before
+    assert sorted(check_index(store, embedder)) == ["keep.txt", "keep2.md", "new.txt"]
+    hits = dense_search(store, embedder, "lava in the fishing village harbour", k=1)
+    assert hits[0][1]["article_id"] == "new.txt"
+
+
+def test_explicit_missing_dangling_and_clashing_paths(store, embedder, tmp_path):
+    good = write(tmp_path / "good.txt", "Grain news\n\n" + paragraph("grain", 3))
+    dangling = tmp_path / "gone.txt"
+    dangling.symlink_to(tmp_path / "never-existed.txt")
+    first = write(tmp_path / "a" / "same.txt", "Copper news\n\n" + paragraph("copper", 3))
+    second = write(tmp_path / "b" / "same.txt", "River news\n\n" + paragraph("river", 3))
+    report = ingestor_for(store).ingest([tmp_path / "nope.txt", dangling, good, good, first, second], progress=False)
+    assert report.added == ["good.txt", "same.txt"]  # good.txt given twice, ingested once
+    got = {s.path: s.reason for s in report.skipped}
+    assert got == {
+        str(tmp_path / "nope.txt"): "path does not exist",
+        str(dangling): "path does not exist",
+        str(second.resolve()): "another file in this run has the article id 'same.txt'",
+    }
+    assert store.get_articles(["same.txt"])["same.txt"].source == str(first.resolve())
+    check_index(store, embedder)
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+
+
+def run_cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ingest", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_cli_ingest_list_and_delete(tmp_path, tmp_settings, subprocess_env, store_factory, embedder):
+    src = tmp_path / "src"
+    write(src / "a.txt", "Grain prices climb\n\n" + paragraph("grain", 10))
+    write(src / "b.md", "# Copper strike ends\n\n" + paragraph("copper", 4))
+    write(src / "c.html", NEWS_HTML)
+    env = subprocess_env(tmp_settings.data_dir)
+
+    first = run_cli([str(src), "--list", "--quiet"], env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "3 files seen, 3 added, 0 updated, 0 unchanged, 0 duplicates, 0 skipped, 0 pruned" in out
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.splitlines() if "\t" in line}
+    assert sorted(rows) == ["a.txt", "b.md", "c.html"]
+    assert rows["a.txt"][1] == "Grain prices climb" and re.fullmatch(r"\d+ chunks", rows["a.txt"][2])
+    assert rows["b.md"][1] == "Copper strike ends"
+    assert rows["c.html"][1] == "Harbour bridge reopens after repairs"
+    assert out.rstrip().endswith("3 articles")
+
+    second = run_cli(["--delete", "a.txt", "--delete", "missing.txt", "--list"], env, tmp_path)
+    assert second.returncode == 1
+    assert "deleted a.txt" in second.stdout
+    assert "no article with id 'missing.txt'" in second.stderr
+    listed = [line.split("\t")[0] for line in second.stdout.splitlines() if "\t" in line]
+    assert listed == ["b.md", "c.html"] and second.stdout.rstrip().endswith("2 articles")
+
+    store = store_factory(tmp_settings)  # first open in this process: sees the CLI's writes
+    assert sorted(check_index(store, embedder)) == ["b.md", "c.html"]
+    assert store.chunks.get(where={"article_id": "a.txt"})["ids"] == []
+
+
+# --- kill -9 ---------------------------------------------------------------------------------------------------
+
+
+def test_kill_9_mid_ingest_then_rerun_is_consistent(tmp_path, bbc_dir, settings_factory, subprocess_env,
+                                                    store_factory, embedder):
+    src = tmp_path / "src"
+    files = sorted(bbc_dir.glob("business/*.txt"))[:60] + sorted(bbc_dir.glob("tech/*.txt"))[:60]
+    for file in files:
+        (src / file.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, src / file.parent.name / file.name)
+    settings = settings_factory("killed")
+    env = subprocess_env(settings.data_dir, RAG_INGEST_GROUP_CHUNKS="32")
+    proc = subprocess.Popen([sys.executable, "-m", "ingest", str(src)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = bytearray()
+
+    def pump() -> None:
+        while chunk := os.read(proc.stderr.fileno(), 4096):
+            stderr.extend(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    progress = re.compile(rb"embedding:\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
+    killed_at = None
+    delay = random.uniform(0.05, 1.5)
+    deadline = time.monotonic() + 150
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = [(int(a), int(b)) for a, b in progress.findall(bytes(stderr))]
+            if done and 0 < done[-1][0] < done[-1][1]:  # at least one group committed, more to come
+                # Somewhere in the next group: mostly while it is embedded, sometimes while it is written.
+                time.sleep(delay)
+                killed_at = done[-1]
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None and killed_at is None:
+            proc.kill()
+        proc.wait(timeout=30)  # reaped: its pid is dead, so its pending batch counts as abandoned
+        reader.join(timeout=5)
+    assert killed_at is not None, f"ingest finished or stalled before it could be killed:\n{stderr.decode()[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL
+
+    store = store_factory(settings)
+    committed = store.all_articles()
+    assert 0 < len(committed) < len(files), "the kill should land after the first group and before the last"
+    pending = store.meta.get(where={"kind": "pending"})["ids"]
+    assert all(p.startswith(PENDING_PREFIX) for p in pending) and len(pending) <= 1
+
+    state = (f"killed {delay:.2f} s after {killed_at[0]}/{killed_at[1]} chunks: {len(committed)} articles "
+             f"committed, {sum(r.chunks for r in committed)} committed chunks, {store.chunk_count()} chunks stored, "
+             f"{len(pending)} pending batch")
+    ingestor = Ingestor(store)
+    report = ingestor.ingest([src], progress=False)
+    assert report.repaired == len(pending), state
+    assert report.unchanged == len(committed)
+    assert len(report.added) + len(report.duplicates) == len(files) - len(committed)
+    try:
+        records = check_index(store, embedder)
+    except AssertionError as exc:
+        raise AssertionError(f"{state}: {exc}") from exc
+    assert len(records) == len(files), state
+    by_sha = {}
+    for file in files:
+        article_id = f"{file.parent.name}/{file.name}"
+        assert records[article_id].sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+        by_sha.setdefault(records[article_id].sha256, article_id)
+    assert sum(1 for r in records.values() if not r.duplicate_of) == len(by_sha)
+
+    again = ingestor.ingest([src], progress=False)
+    assert again.chunks_written == 0 and again.unchanged == len(files) and again.repaired == 0

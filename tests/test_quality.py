@@ -1,0 +1,74 @@
+"""The whole dev question set on an index of all 2,225 BBC articles (slow: the index takes minutes to build).
+
+Set RAG_TEST_FULL_INDEX=/path/to/data-dir to reuse an index of ../shared/data/bbc built earlier.
+
+The floors asserted here are regression guards at the level measured when they were written. The issue's
+bars are higher (first citation 90%, top-5 98%, answer containment 80%, 5 of 6 abstentions) and are not
+yet met by the extractive answerer; see the README's quality section.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BBC_DIR, REPO_ROOT, make_settings
+
+DEV = REPO_ROOT.parent / "shared" / "data" / "bbc_dev_qa.jsonl"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def full_pipeline(tmp_path_factory, embedder):
+    from rag.pipeline import Pipeline
+
+    if not DEV.is_file() or not (BBC_DIR / "sport").is_dir():
+        pytest.skip("the shared BBC data is not available")
+    reuse = os.environ.get("RAG_TEST_FULL_INDEX")
+    data_dir = Path(reuse) if reuse else tmp_path_factory.mktemp("full-index")
+    pipeline = Pipeline(make_settings(data_dir), embedder=embedder)
+    if not reuse:
+        report = pipeline.ingestor.ingest([BBC_DIR], progress=False)
+        assert len(report.added) + len(report.duplicates) >= 2225
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def dev_report(full_pipeline):
+    from rag.eval import evaluate, load_questions
+
+    questions, problems = load_questions(DEV)
+    assert not problems and len(questions) == 46
+    return evaluate(full_pipeline, questions, progress=False)
+
+
+def test_retrieval_and_citation_floors(dev_report):
+    overall = dev_report["summary"]["overall"]
+    print(json.dumps(overall, indent=1))
+    assert overall["errors"] == 0
+    assert overall["hit@5"] >= 0.95
+    assert overall["first_citation_gold"] >= 0.70
+    assert overall["citation_precision"] >= 0.50
+
+
+def test_answer_floors(dev_report):
+    overall = dev_report["summary"]["overall"]
+    assert overall["contains"] >= 0.62
+
+
+def test_abstention_floors(dev_report):
+    overall = dev_report["summary"]["overall"]
+    assert overall["false_abstention"] <= 0.05  # the issue's bar: no more than 5% of answerable questions
+    assert overall["abstain_accuracy"] >= 0.33  # 2 of 6
+
+
+def test_every_quote_is_an_exact_span(full_pipeline, dev_report):
+    store = full_pipeline.store
+    for row in dev_report["questions"]:
+        for c in row["citations"]:
+            text = store.get_articles([c["article_id"]], with_text=True)[c["article_id"]].text
+            assert text[c["start_char_idx"] : c["end_char_idx"]] == c["quote"]
