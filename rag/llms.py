@@ -110,6 +110,8 @@ def model_path(settings: Settings) -> Path:
 
 def _build_llamacpp(settings: Settings):
     path = model_path(settings)
+    if settings.llm_temperature > 1:
+        raise LLMConfigError(f"RAG_LLM=llamacpp takes RAG_LLM_TEMPERATURE from 0 to 1, not {settings.llm_temperature:g}")
     cls = _llamacpp_class()
     try:
         with llama_cpp_extra_buffers(settings.llm_extra_buffers):

@@ -25,6 +25,7 @@ from rag.store import Store
 from rag.types import Passage
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG level otherwise
 
 RERANK_DEPTH = 30  # fused candidates re-scored before the top_k are kept
 DENSE_WEIGHT = 0.5  # rerank score = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * keyword coverage

