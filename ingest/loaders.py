@@ -81,16 +81,6 @@ def decode_text(data: bytes, name: str, warnings: list[str]) -> str:
             pass
     from charset_normalizer import from_bytes
 
-    # Mostly-ASCII text with a few high bytes is almost always Windows-1252 in news archives; statistical
-    # detection has too little to go on there (one '£' byte was detected as cp932, Japanese).
-    high = sum(1 for b in data if b >= 0x80)
-    if high and high / len(data) < 0.02:
-        try:
-            text = data.decode("cp1252")
-            warnings.append(f"{name}: not valid UTF-8, decoded as cp1252")
-            return text
-        except UnicodeDecodeError:
-            pass
     best = from_bytes(data).best()
     if best is not None and best.encoding:
         warnings.append(f"{name}: not valid UTF-8, decoded as {best.encoding}")
