@@ -115,9 +115,9 @@ class ExtractiveResult:
 # Tuned on the dev questions as a whole (a grid over these weights, scored by answer containment and by the
 # first citation's article), not per question.
 WEIGHTS = {"dense": 0.2, "keywords": 0.0, "context": 0.15, "typed": 0.3, "focus": 0.1, "passage": 0.5, "rank": 0.05}
-MAX_SENTENCES_TO_EMBED = 12
+MAX_SENTENCES_TO_EMBED = 8
 SECOND_SENTENCE_RATIO = 0.95
-SENTENCE_EMBED_CHARS = 300
+SENTENCE_EMBED_CHARS = 200
 FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (the answer often follows)
 _FOCUS = re.compile(r"\b(?:which|what)\s+(?:\w+\s+){0,2}?([a-z]{3,})\b", re.I)
 _NOT_FOCUS = {"did", "does", "was", "were", "has", "have", "had", "are", "the", "year", "date", "day", "month"}

@@ -187,7 +187,7 @@ class HybridRetriever:
         return sorted(passages, key=lambda p: -p.score)
 
     def _dense(self, embedding: list[float], n: int) -> list[tuple[_ChunkRow, float]]:
-        count = self.store.chunk_count()
+        count = len(self.bm25().rows)  # committed chunks of the current version (no extra round trip)
         if count == 0:
             return []
         got = self.store.chunks.query(
