@@ -596,21 +596,26 @@ class App:
                 dest = self.uploads_dir / final
                 existed = dest.exists()
                 tmp = self.uploads_dir / f".{uuid.uuid4().hex}.part"
+                backup = self.uploads_dir / f".{uuid.uuid4().hex}.previous"
                 try:
                     shutil.copyfile(path, tmp)
+                    if existed:  # kept until the new version is indexed: a rejected one must not destroy it
+                        os.replace(dest, backup)
                     os.replace(tmp, dest)
                     report = self.pipeline.ingestor.ingest([dest], progress=False)
                 except Exception as exc:
                     log.exception("ingesting upload %s failed", final)
                     tmp.unlink(missing_ok=True)
+                    self._restore(backup, dest, existed)
                     results.append((False, name, f"could not be indexed ({type(exc).__name__})"))
                     continue
                 renamed = f" (saved as {esc(final)})" if final != name else ""
                 if report.skipped:
-                    if not existed:
-                        dest.unlink(missing_ok=True)
+                    self._restore(backup, dest, existed)
                     results.append((False, name, esc(report.skipped[0].reason)))
-                elif report.duplicates:
+                    continue
+                backup.unlink(missing_ok=True)
+                if report.duplicates:
                     article_id, canonical = report.duplicates[0]
                     other = existing.get(canonical)
                     results.append((True, name, f"identical to “{esc(other.title if other else canonical)}”, "
@@ -636,6 +641,14 @@ class App:
         status = f'<div class="upload-status" role="status"><ul>{items}</ul></div>'
         frame, menu, count = self.article_views(query)
         return status, None, frame, menu, count
+
+    @staticmethod
+    def _restore(backup: Path, dest: Path, existed: bool) -> None:
+        """Put back the previously stored upload (or remove the new file when there was none)."""
+        if existed and backup.exists():
+            os.replace(backup, dest)
+        elif not existed:
+            dest.unlink(missing_ok=True)
 
     def delete(self, article_id, query):
         """Delete one article (and its copy in the uploads folder, if it was uploaded)."""

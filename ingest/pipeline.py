@@ -135,7 +135,19 @@ class Ingestor:
     def ingest(self, paths: Sequence[Path | str], *, prune: bool = False, progress: bool = True) -> IngestReport:
         """Add new, replace changed and (with ``prune``) remove vanished articles under ``paths``."""
         started = time.perf_counter()
+        if isinstance(paths, (str, os.PathLike)):  # one path, not a sequence of its characters
+            paths = [paths]
         report = IngestReport()
+        try:
+            self._ingest(paths, prune, progress, report)
+        finally:
+            # Bump even after a failure part-way: groups committed before it must reach other processes' BM25.
+            if report.added or report.updated or report.duplicates or report.pruned or report.repaired:
+                self.store.bump_version()
+            report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest(self, paths: Sequence[Path | str], prune: bool, progress: bool, report: IngestReport) -> None:
         report.repaired = self.repair()
         files = discover(paths, report)
         report.seen = len(files) + sum(1 for s in report.skipped if s.reason != "path does not exist")
@@ -158,6 +170,11 @@ class Ingestor:
                 if old is not None and old.sha256 == sha:
                     report.unchanged += 1
                     continue
+                if old is not None and old.root and old.root != str(root) and Path(old.source).exists():
+                    raise SkipFile(
+                        f"article id {article_id!r} is already used by {old.source}; ingest both from a common "
+                        "parent folder, or delete that article first"
+                    )
                 article = load_bytes(data, file, source=str(file))
             except SkipFile as exc:
                 report.skipped.append(SkippedFile(str(file), str(exc)))
@@ -190,10 +207,6 @@ class Ingestor:
                 self._delete_one(article_id)
             report.pruned = gone
         self._promote_orphaned_duplicates(report, progress)
-        if work or duplicate_records or report.pruned or report.repaired:
-            self.store.bump_version()
-        report.seconds = time.perf_counter() - started
-        return report
 
     def delete(self, article_id: str) -> bool:
         """Delete one article (its chunks and record); False when no such article is indexed."""

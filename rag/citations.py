@@ -57,6 +57,12 @@ def check_citations(
 
     cleaned = re.sub(r"\s+([.,;:!?])", r"\1", MARKER.sub(keep_valid, answer)).strip()
     # Renumber citations in order of first appearance: the UI lists [1], [2], ... in reading order.
+    # Removing "[7]" from "[[7]9]" can expose a new marker: repeat until nothing changes.
+    while True:
+        again = MARKER.sub(keep_valid, cleaned)
+        if again == cleaned:
+            break
+        cleaned = again
     renumber: dict[int, int] = {}
     for n in markers_in(cleaned):
         renumber.setdefault(n, len(renumber) + 1)

@@ -582,7 +582,7 @@ def _where(settings: Settings) -> str:
 
 
 def _safe_url(url: str) -> str:
-    """``url`` without user name and password."""
+    """``url`` without user name, password, query string or fragment (any of which may carry a key)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -592,7 +592,7 @@ def _safe_url(url: str) -> str:
         if parts.port:
             netloc += f":{parts.port}"
         parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    return urlunsplit(parts._replace(query="", fragment=""))
 
 
 def _scrub(text: str, settings: Settings) -> str:

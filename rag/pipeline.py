@@ -112,6 +112,8 @@ class Pipeline:
         started = time.perf_counter()
         question, notes = self._clean_question(question)
         mode = mode or self.settings.answer_mode
+        if top_k is not None:
+            top_k = min(max(int(top_k), 1), 50)
         if mode not in ("extractive", "llm"):
             raise InvalidQuestion(f"unknown answer mode {mode!r}; use 'extractive' or 'llm'")
         if mode == "llm" and self.llm is None:
@@ -123,10 +125,13 @@ class Pipeline:
         t0 = time.perf_counter()
         q_vec = self.embedder.embed_query(standalone)
         passages, _ = self.retriever.retrieve(standalone, top_k=top_k, query_embedding=q_vec)
-        articles = {
-            r.article_id: r.text or ""
-            for r in self.store.get_articles({p.article_id for p in passages}, with_text=True).values()
-        }
+        records = self.store.get_articles({p.article_id for p in passages}, with_text=True)
+        # An article deleted or replaced since retrieval must not be quoted at stale offsets.
+        passages = [
+            p for p in passages
+            if p.article_id in records and p.chunk_id.split("#")[-2] == records[p.article_id].sha256[:16]
+        ]
+        articles = {r.article_id: r.text or "" for r in records.values()}
         timings["retrieve"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         bm25 = self.retriever.bm25()

@@ -242,14 +242,15 @@ class Store:
     # --- articles ---------------------------------------------------------------------------------
     def put_articles(self, records: list[ArticleRecord]) -> None:
         """Write article records (the commit point for their chunks)."""
-        if not records:
-            return
-        self.articles.upsert(
-            ids=[r.article_id for r in records],
-            embeddings=[[1.0]] * len(records),
-            documents=[r.text or "" for r in records],
-            metadatas=[r.to_metadata() for r in records],
-        )
+        step = max(1, min(1000, self.client.get_max_batch_size()))  # Chroma refuses oversized batches
+        for i in range(0, len(records), step):
+            batch = records[i : i + step]
+            self.articles.upsert(
+                ids=[r.article_id for r in batch],
+                embeddings=[[1.0]] * len(batch),
+                documents=[r.text or "" for r in batch],
+                metadatas=[r.to_metadata() for r in batch],
+            )
 
     def get_articles(self, ids: Iterable[str], with_text: bool = False) -> dict[str, ArticleRecord]:
         """Article records by id (missing ids are absent from the result)."""
