@@ -538,6 +538,22 @@ def test_explicit_missing_dangling_and_clashing_paths(store, embedder, tmp_path)
     check_index(store, embedder)
 
 
+def test_same_id_from_another_folder_is_refused_not_overwritten(store, embedder, tmp_path):
+    first = write(tmp_path / "a" / "x.txt", "Ship news\n\n" + paragraph("ship", 3))
+    second = write(tmp_path / "b" / "x.txt", "Train news\n\n" + paragraph("train", 3))
+    ingestor = ingestor_for(store)
+    assert ingestor.ingest(str(tmp_path / "a"), progress=False).added == ["x.txt"]  # a plain string path
+    report = ingestor.ingest([tmp_path / "b"], progress=False)
+    assert report.added == [] and report.updated == []
+    assert "already used by" in report.skipped[0].reason and str(first.resolve()) in report.skipped[0].reason
+    assert store.get_articles(["x.txt"])["x.txt"].source == str(first.resolve())
+    # Once the first file is gone (the folder moved, say), the same id may be taken over.
+    first.unlink()
+    assert ingestor.ingest([tmp_path / "b"], progress=False).updated == ["x.txt"]
+    assert store.get_articles(["x.txt"])["x.txt"].source == str(second.resolve())
+    check_index(store, embedder)
+
+
 # --- CLI -------------------------------------------------------------------------------------------------------
 
 

@@ -226,6 +226,19 @@ def test_llm_mode_bogus_markers_removed_and_unsupported_flagged(pipeline):
     assert_spans_exact(pipe, answer)
 
 
+def test_llm_mode_nested_bogus_markers_do_not_crash(pipeline):
+    pipe = llm_pipeline(pipeline, "CATL holds the majority stake of 51% [[7]1].")
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.text == "CATL holds the majority stake of 51% [1]."
+    assert [c.n for c in answer.citations] == [1]
+    assert_spans_exact(pipe, answer)
+
+
+def test_top_k_is_clamped(pipeline):
+    assert len(pipeline.ask("Who holds the majority stake?", top_k=-3).passages) == 1
+    assert len(pipeline.ask("Who holds the majority stake?", top_k=10_000).passages) <= 50
+
+
 def test_llm_mode_without_valid_citations_falls_back_to_extractive(pipeline):
     pipe = llm_pipeline(pipeline, "CATL has the majority [7]. Nobody else matters.")
     answer = pipe.ask("Who holds the majority stake?", mode="llm")
