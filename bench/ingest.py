@@ -95,6 +95,7 @@ def run(args, work: Path, data_dir: Path) -> int:
     settings = Settings(_env_file=None, data_dir=data_dir, chroma_path=None, chroma_host=None, collection="news")
     t0 = time.perf_counter()
     embedder = Embedder(settings)
+    embedder.model  # the model loads lazily; load it here so the ingest timing below excludes it
     load_s = time.perf_counter() - t0
     store = Store(settings, embedder)
     ingestor = Ingestor(store)
