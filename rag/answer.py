@@ -63,8 +63,29 @@ def answer_type(question: str) -> str:
     return "other"
 
 
+_PERCENT_Q = re.compile(
+    r"percent|per cent|\bhold|\bheld\b|stake|\bshare\b|\bowns?\b|\brate\b|how fast|\bgr[eo]w|growth|\brise\b|"
+    r"\brose\b|\bfell\b|\bfall\b", re.I
+)
+_MONEY_Q = re.compile(
+    r"how much|price|cost|\bfee|\bpa(?:y|id)\b|worth|\btake\b|profit|revenue|turnover|salary|spen[dt]|raise", re.I
+)
+_PERCENT = re.compile(r"\d[\d.]*\s*(?:%|per ?cent)", re.I)
+_MONEY = re.compile(
+    r"[$£€¥]\s?\d|\d[\d,.]*\s*(?:bn|m|k|million|billion|trillion)?\s*(?:yen|euros?|dollars?|pounds?|yuan|rupees?)\b"
+    r"|\d[\d.]*\s*(?:bn|m)\b", re.I)
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_DAY_MONTH = re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTHS})\b|\b(?:{MONTHS})\s+\d{{1,2}}\b|\b(?:{DAYS})\b", re.I)
+_MONTH = re.compile(rf"\b(?:{MONTHS})\b", re.I)
+
+
 def has_answer_type(sentence: str, kind: str, question: str, tokenizer: Tokenizer) -> float:
-    """1.0 when ``sentence`` holds a thing of ``kind`` that the question does not already mention."""
+    """How clearly ``sentence`` holds a thing of ``kind`` that the question does not already mention.
+
+    1.0 for the specific form asked for (a percentage for "how fast did it grow", an amount of money for
+    "how much", a day and month for "on what date", a capitalised place after in/at/from for "where", a
+    name of two or more words for "who"), 0.5 for a thing of the kind in general, 0.0 for none.
+    """
     if kind == "other":
         return 0.0
     q_words = {w.lower() for w in re.findall(r"\w+", question)}
@@ -72,18 +93,41 @@ def has_answer_type(sentence: str, kind: str, question: str, tokenizer: Tokenize
     def novel(match: str) -> bool:
         return any(w.lower() not in q_words for w in re.findall(r"\w+", match))
 
+    def found(pattern: re.Pattern) -> bool:
+        return any(novel(m.group(0)) for m in pattern.finditer(sentence))
+
     if kind == "number":
-        return 1.0 if any(novel(m.group(0)) for m in _NUMBER.finditer(sentence)) else 0.0
+        if _PERCENT_Q.search(question) and found(_PERCENT):
+            return 1.0
+        if _MONEY_Q.search(question) and found(_MONEY):
+            return 1.0
+        if re.search(r"how many", question, re.I) and any(
+            novel(m.group(0)) and not _YEAR.fullmatch(m.group(0).strip()) for m in _NUMBER.finditer(sentence)
+        ):
+            return 1.0
+        return 0.5 if found(_NUMBER) else 0.0
     if kind == "date":
-        return 1.0 if any(novel(m.group(0)) for m in _DATE.finditer(sentence)) else 0.0
-    # name / place: a capitalised phrase that is new, ignoring the sentence's first word
+        q = question.lower()
+        if ("date" in q or " day" in q) and found(_DAY_MONTH):
+            return 1.0
+        if "year" in q and found(_YEAR):
+            return 1.0
+        if "month" in q and found(_MONTH):
+            return 1.0
+        return 0.5 if found(_DATE) else 0.0
+    best = 0.0
     for m in _CAPITALISED.finditer(sentence):
         phrase = m.group(0)
         if m.start() == 0:  # a capital at the start of a sentence says nothing
             phrase = phrase.partition(" ")[2]
-        if phrase and novel(phrase):
+        if not phrase or not novel(phrase):
+            continue
+        if kind == "place" and re.search(r"\b(?:in|at|from|near|to)\s+(?:the\s+)?$", sentence[: m.start()]):
             return 1.0
-    return 0.0
+        if kind == "name" and len(phrase.split()) >= 2:
+            return 1.0
+        best = 0.5
+    return best
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Set RAG_TEST_FULL_INDEX=/path/to/data-dir to reuse an index of ../shared/data/bbc built earlier.
 
 The floors asserted here are regression guards at the level measured when they were written. The issue's
-bars are higher (first citation 90%, top-5 98%, answer containment 80%, 5 of 6 abstentions) and are not
-yet met by the extractive answerer; see the README's quality section.
+bars that are not yet met (first citation 90%, 5 of 6 abstentions) are listed in the README's quality
+section; top-5 (98%), answer containment (80%) and false abstentions (at most 5%) are met.
 """
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ def test_retrieval_and_citation_floors(dev_report):
     assert overall["errors"] == 0
     assert overall["hit@5"] >= 0.95
     assert overall["first_citation_gold"] >= 0.70
-    assert overall["citation_precision"] >= 0.50
+    assert overall["citation_precision"] >= 0.55
 
 
 def test_answer_floors(dev_report):
     overall = dev_report["summary"]["overall"]
-    assert overall["contains"] >= 0.62
+    assert overall["contains"] >= 0.75
 
 
 def test_abstention_floors(dev_report):

@@ -103,6 +103,25 @@ def test_follow_up_carries_the_subject_into_retrieval(pipeline):
     assert pipeline.chat("And how much does BAIC hold?", messages).retrieval_query == answer.retrieval_query
 
 
+def test_answer_type_forms():
+    from rag.answer import has_answer_type
+
+    tok = None  # the tokenizer is not needed for these forms
+    grow = "How fast did China's economy grow in 2004?"
+    assert has_answer_type("It expanded by 9.5% during 2004.", "number", grow, tok) == 1.0
+    assert has_answer_type("Exports reached 300 units.", "number", grow, tok) == 0.5
+    price = "What was the retail price of the console?"
+    assert has_answer_type("It will cost about 19,800 yen when it launches.", "number", price, tok) == 1.0
+    when = "On what date does the festival open?"
+    assert has_answer_type("It begins on 11 June.", "date", when, tok) == 1.0
+    assert has_answer_type("It was founded in 1993.", "date", when, tok) == 0.5
+    where = "In which city was the ceremony held?"
+    assert has_answer_type("It was held at a gala in Zurich.", "place", where, tok) == 1.0
+    who = "Who founded the airline?"
+    assert has_answer_type("It was founded by travel agent Naresh Goyal.", "name", who, tok) == 1.0
+    assert has_answer_type("Nobody knows.", "name", who, tok) == 0.0
+
+
 def test_answer_type_detection():
     assert answer_type("Who founded Jet Airways?") == "name"
     assert answer_type("How much capital does it start with?") == "number"
