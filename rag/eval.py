@@ -129,7 +129,11 @@ def load_questions(path: Union[str, Path]) -> tuple[list[EvalQuestion], list[str
     problems: list[str] = []
     seen_ids: set[str] = set()
 
-    def add(question: EvalQuestion) -> None:
+    def add(obj, line: int) -> None:
+        question, problem = _question_from_dict(obj, line)
+        if question is None:
+            problems.append(f"line {line}: {problem}")
+            return
         if question.id in seen_ids:
             problems.append(f"line {question.line}: duplicate id {question.id!r} (renamed to line{question.line})")
             question.id = f"line{question.line}"
@@ -152,11 +156,7 @@ def load_questions(path: Union[str, Path]) -> tuple[list[EvalQuestion], list[str
                 raw = rec.get("answers", rec.get("answer", ""))
                 rec["answers"] = [a.strip() for a in raw.split("|") if a.strip()] if raw else []
                 rec.pop("answer", None)
-                question, problem = _question_from_dict(rec, line)
-                if question is None:
-                    problems.append(f"line {line}: {problem}")
-                else:
-                    add(question)
+                add(rec, line)
         return questions, problems
 
     with path.open(encoding="utf-8-sig", errors="replace") as fh:
@@ -168,11 +168,7 @@ def load_questions(path: Union[str, Path]) -> tuple[list[EvalQuestion], list[str
             except json.JSONDecodeError as exc:
                 problems.append(f"line {line}: invalid JSON ({exc.msg})")
                 continue
-            question, problem = _question_from_dict(obj, line)
-            if question is None:
-                problems.append(f"line {line}: {problem}")
-            else:
-                add(question)
+            add(obj, line)
     return questions, problems
 
 
