@@ -816,14 +816,8 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs):
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3", "bm25s"):
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:  # bm25s sets its own logger to DEBUG on import
-        import bm25s  # noqa: F401
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-    except ImportError:
-        pass
     settings = get_settings()
     print(f"Loading the embedding model {settings.embed_model} and opening {settings.index_location} ...", flush=True)
     pipeline = Pipeline(settings)

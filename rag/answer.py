@@ -176,21 +176,12 @@ def focus_terms(question: str, tokenizer: Tokenizer) -> set[str]:
     return {tokenizer.stem(w) for w in words if w not in tokenizer.stopwords}
 
 
-def keyword_coverage(question_terms: list[str], text_terms: set[str], bm25: BM25Index) -> float:
-    """Idf-weighted share of the question's terms present in a text."""
-    if not question_terms:
-        return 0.0
-    weights = {t: bm25.idf(t) for t in set(question_terms)}
-    total = sum(weights.values()) or 1.0
-    return sum(w for t, w in weights.items() if t in text_terms) / total
-
-
 def candidate_sentences(
-    question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index, keyword_query: Optional[str] = None
+    question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index
 ) -> list[Candidate]:
     """Sentences of (and just after) the passages, with every feature but meaning."""
     tokenizer = bm25.tokenizer
-    q_terms = tokenizer(keyword_query or question)
+    q_terms = tokenizer(question)
     kind = answer_type(question)
     focus = focus_terms(question, tokenizer)
     seen: dict[tuple[str, int], Candidate] = {}
@@ -210,8 +201,8 @@ def candidate_sentences(
             if e <= passage.start_char_idx or len(sentence) < 12 or (passage.article_id, s) in seen:
                 continue
             cand = Candidate(index, s, e, sentence, passage_score=passage.score)
-            cand.keywords = keyword_coverage(q_terms, terms, bm25)
-            cand.context = keyword_coverage(q_terms, context_terms, bm25)
+            cand.keywords = bm25.coverage(q_terms, terms)
+            cand.context = bm25.coverage(q_terms, context_terms)
             cand.typed = has_answer_type(sentence, kind, question, tokenizer)
             cand.focus = 1.0 if focus and focus & terms else 0.0
             seen[(passage.article_id, s)] = cand
@@ -241,7 +232,7 @@ def evidence_score(question: str, best: Candidate, passages: list[Passage], bm25
     sentence's article, that sentence's similarity and score, and the top passage's retrieval score."""
     article_id = passages[best.passage_index].article_id
     article_terms = bm25.article_terms.get(article_id, set())
-    coverage = keyword_coverage(bm25.tokenizer(question), article_terms, bm25)
+    coverage = bm25.coverage(bm25.tokenizer(question), article_terms)
     return (coverage + best.dense + best.score + passages[0].score) / 4
 
 
@@ -254,15 +245,14 @@ def extract_answer(
     bm25: BM25Index,
     threshold: float,
     question_embedding: Optional[list[float]] = None,
-    keyword_query: Optional[str] = None,
 ) -> ExtractiveResult:
     """Select answer sentences from ``passages`` (``articles`` maps article id to its full text)."""
     q_vec = question_embedding if question_embedding is not None else embedder.embed_query(question)
-    candidates = score_candidates(candidate_sentences(question, passages, articles, bm25, keyword_query), q_vec, embedder)
+    candidates = score_candidates(candidate_sentences(question, passages, articles, bm25), q_vec, embedder)
     if not candidates:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)
     best = candidates[0]
-    evidence = evidence_score(question if keyword_query is None else keyword_query, best, passages, bm25)
+    evidence = evidence_score(question, best, passages, bm25)
     if evidence < threshold:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4))
     # A close runner-up is shown too: it often holds the answer when the best sentence is its cue.

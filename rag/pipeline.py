@@ -9,14 +9,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
-from rag.answer import ABSTAIN_TEXT, extract_answer
+from rag.answer import extract_answer
 from rag.citations import check_citations
 from rag.errors import InvalidQuestion, LLMError
 from rag.prompt import CONDENSE_PROMPT, SYSTEM_PROMPT, fit_passages, user_prompt
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import Embedder, Store
-from rag.types import Answer, Passage
+from rag.types import Answer
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class Pipeline:
         timings["condense"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         q_vec = self.embedder.embed_query(standalone)
-        passages, _ = self.retriever.retrieve(standalone, top_k=top_k, query_embedding=q_vec)
+        bm25 = self.retriever.bm25()  # one version check serves retrieval and sentence scoring
+        passages, _ = self.retriever.retrieve(standalone, top_k=top_k, query_embedding=q_vec, bm25=bm25)
         records = self.store.get_articles({p.article_id for p in passages}, with_text=True)
         # An article deleted or replaced since retrieval must not be quoted at stale offsets.
         passages = [
@@ -134,9 +135,8 @@ class Pipeline:
         articles = {r.article_id: r.text or "" for r in records.values()}
         timings["retrieve"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        bm25 = self.retriever.bm25()
         extractive = extract_answer(
-            question if standalone == question else standalone, passages, articles, embedder=self.embedder,
+            standalone, passages, articles, embedder=self.embedder,
             bm25=bm25, threshold=self.settings.abstain_threshold, question_embedding=q_vec,
         )
         timings["rerank"] = time.perf_counter() - t0
@@ -310,6 +310,3 @@ def ask_stream(question: str, **kwargs) -> Iterator[Union[str, Answer]]:
 def chat(question: str, history: Optional[History] = None, **kwargs) -> Answer:
     """Answer a follow-up question with the default pipeline."""
     return default_pipeline().chat(question, history, **kwargs)
-
-
-ABSTAIN_MESSAGE = ABSTAIN_TEXT

@@ -25,7 +25,6 @@ from rag.store import Store
 from rag.types import Passage
 
 log = logging.getLogger(__name__)
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG level otherwise
 
 RERANK_DEPTH = 30  # fused candidates re-scored before the top_k are kept
 DENSE_WEIGHT = 0.5  # rerank score = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * keyword coverage
@@ -74,6 +73,8 @@ class BM25Index:
     def __init__(self, rows: list[_ChunkRow], tokenizer: Tokenizer):
         import bm25s
 
+        # bm25s sets its logger to DEBUG when imported and would log every index build.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         self.rows = rows
         self.tokenizer = tokenizer
         corpus = [tokenizer(f"{r.meta.get('title', '')} {r.text}") for r in rows]
@@ -90,6 +91,14 @@ class BM25Index:
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency of a stemmed term (unknown terms get the maximum)."""
         return math.log(1 + (self.n_docs - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
+
+    def coverage(self, question_terms: list[str], text_terms: set[str]) -> float:
+        """Idf-weighted share of the (stemmed) question terms present in ``text_terms``."""
+        if not question_terms:
+            return 0.0
+        weights = {t: self.idf(t) for t in set(question_terms)}
+        total = sum(weights.values()) or 1.0
+        return sum(w for t, w in weights.items() if t in text_terms) / total
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(row index, score) of the best ``k`` chunks for ``query``."""
@@ -138,9 +147,13 @@ class HybridRetriever:
 
     # --- retrieval ----------------------------------------------------------------------------------
     def retrieve(
-        self, query: str, top_k: Optional[int] = None, query_embedding: Optional[list[float]] = None
+        self, query: str, top_k: Optional[int] = None, query_embedding: Optional[list[float]] = None,
+        bm25: Optional[BM25Index] = None,
     ) -> tuple[list[Passage], dict[str, float]]:
-        """The ``top_k`` best passages for ``query`` and the seconds spent per step."""
+        """The ``top_k`` best passages for ``query`` and the seconds spent per step.
+
+        ``bm25``: the index of the current version when the caller already holds it (saves a version check).
+        """
         top_k = top_k or self.settings.top_k
         n = max(self.settings.candidates, top_k)
         timings: dict[str, float] = {}
@@ -149,10 +162,10 @@ class HybridRetriever:
             query_embedding = self.store.embedder.embed_query(query)
         t1 = time.perf_counter()
         timings["embed"] = t1 - t0
-        dense = self._dense(query_embedding, n)
+        bm25 = bm25 or self.bm25()
+        dense = self._dense(query_embedding, n, len(bm25.rows))
         t2 = time.perf_counter()
         timings["dense"] = t2 - t1
-        bm25 = self.bm25()
         sparse = [(bm25.rows[i], s) for i, s in bm25.search(query, n)]
         t3 = time.perf_counter()
         timings["bm25"] = t3 - t2
@@ -178,16 +191,13 @@ class HybridRetriever:
                 if p.dense_score is None and p.chunk_id in sims:
                     p.dense_score = round(sims[p.chunk_id], 4)
         terms = self.tokenizer(query)
-        weights = {t: bm25.idf(t) for t in set(terms)}
-        total = sum(weights.values()) or 1.0
         for p in passages:
-            present = set(self.tokenizer(f"{p.title} {p.text}"))
-            p.coverage = round(sum(w for t, w in weights.items() if t in present) / total, 4)
+            p.coverage = round(bm25.coverage(terms, set(self.tokenizer(f"{p.title} {p.text}"))), 4)
             p.score = round(DENSE_WEIGHT * (p.dense_score or 0.0) + (1 - DENSE_WEIGHT) * p.coverage, 4)
         return sorted(passages, key=lambda p: -p.score)
 
-    def _dense(self, embedding: list[float], n: int) -> list[tuple[_ChunkRow, float]]:
-        count = len(self.bm25().rows)  # committed chunks of the current version (no extra round trip)
+    def _dense(self, embedding: list[float], n: int, count: int) -> list[tuple[_ChunkRow, float]]:
+        """The ``n`` nearest chunks (``count``: committed chunks, which bounds what Chroma is asked for)."""
         if count == 0:
             return []
         got = self.store.chunks.query(
@@ -250,8 +260,3 @@ def _near_duplicate_key(text: str) -> str:
     """Passages equal up to case, punctuation and spacing share this key."""
     normalised = " ".join(re.findall(r"\w+", text.lower()))
     return hashlib.sha1(normalised.encode()).hexdigest()
-
-
-def cosine_rows(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each (normalised) row with a (normalised) vector."""
-    return matrix @ vector
