@@ -147,6 +147,8 @@ class Pipeline:
         )
         if extractive.abstained:
             answer.notes.append("No passage answers the question; the closest passages are shown as related.")
+        if extractive.abstained and extractive.clash:
+            answer.notes.append(f"The closest passage is about {extractive.clash}.")
         if mode == "llm" and not extractive.abstained:
             yield from self._llm_answer(answer, articles, stream)
         elif stream:

@@ -50,20 +50,20 @@ def test_retrieval_and_citation_floors(dev_report):
     overall = dev_report["summary"]["overall"]
     print(json.dumps(overall, indent=1))
     assert overall["errors"] == 0
-    assert overall["hit@5"] >= 0.95
-    assert overall["first_citation_gold"] >= 0.70
-    assert overall["citation_precision"] >= 0.55
+    assert overall["hit@5"] >= 0.98  # the bar
+    assert overall["first_citation_gold"] >= 0.75  # a regression floor: the bar is 0.90 (not met)
+    assert overall["citation_precision"] >= 0.60
 
 
 def test_answer_floors(dev_report):
     overall = dev_report["summary"]["overall"]
-    assert overall["contains"] >= 0.75
+    assert overall["contains"] >= 0.80  # the bar
 
 
 def test_abstention_floors(dev_report):
     overall = dev_report["summary"]["overall"]
     assert overall["false_abstention"] <= 0.05  # the bar: no more than 5% of answerable questions
-    assert overall["abstain_accuracy"] >= 0.33  # 2 of 6
+    assert overall["abstain_accuracy"] >= 5 / 6 - 1e-9  # the bar: at least 5 of the 6
 
 
 def test_every_quote_is_an_exact_span(full_pipeline, dev_report):
