@@ -2,9 +2,9 @@
 
 Write order for every batch of articles (what makes ``kill -9`` at any point safe):
 1. a *pending* record naming the batch's article ids (in the meta collection),
-2. the new chunks (ids carry the content hash, so old and new versions never collide),
+2. the new chunks and sentence vectors (ids carry the content hash, so old and new versions never collide),
 3. the article records: the commit point; queries only use chunks whose hash matches the record,
-4. deletion of the articles' chunks of any other hash, then of the pending record, then a version bump.
+4. deletion of the articles' chunks and sentence vectors of any other hash, then of the pending record, then a version bump.
 A run that finds a pending record of a dead process removes that batch's uncommitted chunks first.
 Deletions (and an article turning into a duplicate) run under a pending record too: record first, then chunks.
 """
@@ -24,6 +24,7 @@ from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from tqdm.auto import tqdm
 
 from ingest.chunking import SPECIAL_TOKENS, Chunk, chunk_text
+from ingest.sentence_vectors import pool_sentence_vectors
 from ingest.loaders import SUPPORTED_SUFFIXES, Article, SkipFile, load_bytes, read_file, sha256_bytes
 from rag.settings import Settings, get_settings
 from rag.store import ArticleRecord, Embedder, Store, now_iso
@@ -56,6 +57,7 @@ class IngestReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     chunks_written: int = 0
+    sentences_written: int = 0
     tokens_embedded: int = 0
     warnings: list[str] = field(default_factory=list)
     repaired: int = 0  # uncommitted batches of interrupted runs cleaned up
@@ -291,18 +293,31 @@ class Ingestor:
             title = self._embed_title(w.article.title)
             for chunk in chunks:
                 nodes.append(self._node(w, chunk, title))
-        # Sorting by length keeps padding low inside each encoder batch (sentence-transformers only sorts
-        # within one call, and LlamaIndex calls it once per embed_batch_size texts).
+        # Sorting by length keeps padding low inside each encoder batch.
         order = sorted(range(len(nodes)), key=lambda i: len(nodes[i].text) + len(nodes[i].metadata["title"]))
         texts = [embed_text(nodes[i].metadata["title"], nodes[i].text) for i in order]
         t0 = time.perf_counter()
-        vectors = self.embedder.embed_texts(texts)
+        vectors, token_vectors = self.embedder.embed_texts_with_tokens(texts)
         report.embed_seconds += time.perf_counter() - t0
         report.tokens_embedded += self.embedder.count_tokens(texts)
-        for i, vector in zip(order, vectors):
+        tokens_of: dict[str, object] = {}
+        for i, vector, tokens in zip(order, vectors, token_vectors):
             nodes[i].embedding = vector
+            tokens_of[nodes[i].node_id] = tokens
         if nodes:
             self.store.vector_store.add(nodes)
+        # Sentence vectors before the commit point too: a committed article always has them.
+        position, sentence_rows = 0, []
+        for w, chunks in group:
+            mine = nodes[position : position + len(chunks)]
+            position += len(chunks)
+            sentences = pool_sentence_vectors(
+                w.article.text, chunks, [tokens_of[n.node_id] for n in mine],
+                [len(embed_text(n.metadata["title"], n.text)) - len(n.text) for n in mine],
+            )
+            sentence_rows += [(w.article_id, w.article.sha256, start, end, vector) for start, end, vector in sentences]
+        self.store.put_sentences(sentence_rows)
+        report.sentences_written += len(sentence_rows)
         self.store.put_articles([self._record(w.article_id, w.article, w.root, len(c)) for w, c in group])
         for w, _ in group:
             if w.is_update:

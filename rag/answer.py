@@ -2,24 +2,26 @@
 
 No library does answer-type-aware sentence selection over retrieved passages with exact spans, so this is
 written here. Each candidate sentence is scored on
-- meaning: cosine similarity to the question with the same embedding model,
-- keywords: the share of the question's (idf-weighted) terms it contains,
+- meaning: cosine similarity of the question to the sentence's vector (pooled at ingest from the encoder's
+  token vectors of its chunk, see ``ingest.sentence_vectors``),
 - answer type: whether it holds the kind of thing asked for (a name for who/which, a number for how
   much/many, a date for when, a place for where) that the question itself does not already contain,
-- the rank of the passage it comes from.
+- proximity: how much of the question (idf-weighted) stands right beside that answer-like span,
+- article: how much of the question its whole article covers (is this the story asked about?),
+- the score and rank of the passage it comes from.
+A sentence about another year or quarter than the question pins is never the answer (see ``rag.periods``).
 The evidence score that decides abstention (see ``evidence_score``) combines the best sentence's scores
 with how much of the question its article covers.
 """
-
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from rag.retrieve import BM25Index, Tokenizer
+from rag.retrieve import BM25Index
 from rag.periods import Periods, contradicts, periods_in, question_periods
 from rag.sentences import expand_to_sentences, sentence_spans
 from rag.store import Embedder
@@ -164,15 +166,13 @@ def proximity(sentence: str, spans: list[tuple[int, int, float]], question_terms
 @dataclass
 class Candidate:
     passage_index: int
+    article_id: str
     start: int
     end: int
     text: str
     score: float = 0.0
     dense: float = 0.0
-    keywords: float = 0.0  # question terms in the sentence
-    context: float = 0.0  # question terms in the sentence and the one before it (answers often follow their cue)
     typed: float = 0.0
-    focus: float = 0.0  # the noun the question asks about ("which *bookmaker*") appears
     proximity: float = 0.0  # question terms right next to the answer-like span
     article: float = 0.0  # question terms anywhere in the sentence's article (is this the story asked about?)
     passage_score: float = 0.0
@@ -181,8 +181,7 @@ class Candidate:
     def cheap_score(self, weights: dict) -> float:
         """The score without meaning: it picks which candidates are worth embedding."""
         return (
-            weights["context"] * self.context + weights["typed"] * self.typed + weights["focus"] * self.focus
-            + weights["proximity"] * self.proximity + weights["article"] * self.article
+            weights["typed"] * self.typed + weights["proximity"] * self.proximity + weights["article"] * self.article
             + weights["passage"] * self.passage_score + weights["rank"] / (1 + self.passage_index)
         )
 
@@ -199,34 +198,20 @@ class ExtractiveResult:
 # Tuned on the dev questions as a whole (a grid over these weights, scored by answer containment and by the
 # first citation's article, checked by cross-validation), not per question.
 WEIGHTS = {
-    "dense": 0.2, "context": 0.15, "typed": 0.3, "focus": 0.1, "proximity": 0.5, "article": 0.5, "passage": 0.25,
-    "rank": 0.05,
+    "dense": 0.1, "typed": 0.3, "proximity": 0.5, "article": 0.5, "passage": 0.25, "rank": 0.05,
 }
-MAX_SENTENCES_TO_EMBED = 8
+MAX_SENTENCES_SCORED = 12
 SECOND_SENTENCE_RATIO = 0.95
 SENTENCE_EMBED_CHARS = 200
 FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (the answer often follows)
-_FOCUS = re.compile(r"\b(?:which|what)\s+(?:\w+\s+){0,2}?([a-z]{3,})\b", re.I)
-_NOT_FOCUS = {"did", "does", "was", "were", "has", "have", "had", "are", "the", "year", "date", "day", "month"}
-
-
-def focus_terms(question: str, tokenizer: Tokenizer) -> set[str]:
-    """Stems of the noun a which/what question asks about: 'Which former coach ...' -> {'coach', 'former'}."""
-    match = _FOCUS.search(question)
-    if not match:
-        return set()
-    words = [w for w in re.findall(r"[a-z]+", match.group(0).lower())[1:] if w not in _NOT_FOCUS]
-    return {tokenizer.stem(w) for w in words if w not in tokenizer.stopwords}
 
 
 def candidate_sentences(
     question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index
 ) -> list[Candidate]:
     """Sentences of (and just after) the passages, with every feature but meaning."""
-    tokenizer = bm25.tokenizer
-    q_terms = tokenizer(question)
+    q_terms = bm25.tokenizer(question)
     kind = answer_type(question)
-    focus = focus_terms(question, tokenizer)
     asked = question_periods(question)
     seen: dict[tuple[str, int], Candidate] = {}
     for index, passage in enumerate(passages):
@@ -235,13 +220,9 @@ def candidate_sentences(
             continue
         article = bm25.coverage(q_terms, bm25.article_terms.get(passage.article_id, set()))
         a, b = expand_to_sentences(text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS))
-        previous_terms: set[str] = set()
         previous_periods = Periods()
         for s, e in sentence_spans(text, a, b):
             sentence = text[s:e]
-            terms = set(tokenizer(sentence))
-            context_terms = terms | previous_terms
-            previous_terms = terms
             periods = periods_in(sentence) if asked else Periods()
             # A sentence naming no year (or quarter) is read in the one its previous sentence names.
             context_periods = Periods(periods.years or previous_periods.years, periods.quarters or previous_periods.quarters)
@@ -250,29 +231,41 @@ def candidate_sentences(
                 continue  # the headline line: it names the story, it does not answer
             if e <= passage.start_char_idx or len(sentence) < 12 or (passage.article_id, s) in seen:
                 continue
-            cand = Candidate(index, s, e, sentence, passage_score=passage.score)
-            cand.keywords = bm25.coverage(q_terms, terms)
-            cand.context = bm25.coverage(q_terms, context_terms)
+            cand = Candidate(index, passage.article_id, s, e, sentence, passage_score=passage.score)
             spans = answer_spans(sentence, kind, question)
             cand.typed = max((strength for _, _, strength in spans), default=0.0)
             cand.proximity = proximity(sentence, spans, q_terms, bm25)
-            cand.focus = 1.0 if focus and focus & terms else 0.0
             cand.article = article
             cand.clash = contradicts(asked, context_periods) if asked else ""
             seen[(passage.article_id, s)] = cand
     return list(seen.values())
 
 
-def score_candidates(candidates: list[Candidate], question_vector, embedder: Embedder, weights=None) -> list[Candidate]:
-    """Embed the most promising candidates, score them, best first."""
+SentenceVectors = Callable[[list[tuple[str, int]]], dict]
+
+
+def score_candidates(
+    candidates: list[Candidate], question_vector, embedder: Embedder, weights=None,
+    sentence_vectors: Optional[SentenceVectors] = None,
+) -> list[Candidate]:
+    """Score the most promising candidates on meaning too, best first.
+
+    ``sentence_vectors`` maps (article id, start) keys to the vectors the index stores for those sentences;
+    a sentence without one (an index written before sentence vectors existed) is encoded here.
+    """
     weights = weights or WEIGHTS
-    candidates = sorted(candidates, key=lambda c: (-c.cheap_score(weights), c.passage_index))[:MAX_SENTENCES_TO_EMBED]
+    candidates = sorted(candidates, key=lambda c: (-c.cheap_score(weights), c.passage_index))[:MAX_SENTENCES_SCORED]
     if not candidates:
         return []
-    # Long sentences are cut for embedding: their start carries the meaning, and cost grows with length.
-    dense = embedder.encode([c.text[:SENTENCE_EMBED_CHARS] for c in candidates]) @ np.asarray(question_vector)
-    for c, sim in zip(candidates, dense):
-        c.dense = float(sim)
+    q = np.asarray(question_vector)
+    stored = sentence_vectors([(c.article_id, c.start) for c in candidates]) if sentence_vectors else {}
+    missing = [c for c in candidates if (c.article_id, c.start) not in stored]
+    if missing:
+        # Long sentences are cut for encoding: their start carries the meaning, and cost grows with length.
+        for c, vector in zip(missing, embedder.encode([c.text[:SENTENCE_EMBED_CHARS] for c in missing])):
+            stored[(c.article_id, c.start)] = vector
+    for c in candidates:
+        c.dense = float(np.dot(np.asarray(stored[(c.article_id, c.start)]), q))
         c.score = weights["dense"] * c.dense + c.cheap_score(weights)
     return sorted(candidates, key=lambda c: -c.score)
 
@@ -295,10 +288,13 @@ def extract_answer(
     bm25: BM25Index,
     threshold: float,
     question_embedding: Optional[list[float]] = None,
+    sentence_vectors: Optional[SentenceVectors] = None,
 ) -> ExtractiveResult:
     """Select answer sentences from ``passages`` (``articles`` maps article id to its full text)."""
     q_vec = question_embedding if question_embedding is not None else embedder.embed_query(question)
-    candidates = score_candidates(candidate_sentences(question, passages, articles, bm25), q_vec, embedder)
+    candidates = score_candidates(
+        candidate_sentences(question, passages, articles, bm25), q_vec, embedder, sentence_vectors=sentence_vectors
+    )
     if not candidates:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)
     best = candidates[0]

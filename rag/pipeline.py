@@ -138,6 +138,9 @@ class Pipeline:
         extractive = extract_answer(
             standalone, passages, articles, embedder=self.embedder,
             bm25=bm25, threshold=self.settings.abstain_threshold, question_embedding=q_vec,
+            sentence_vectors=lambda keys: self.store.sentence_vectors(
+                [(article_id, records[article_id].sha256, start) for article_id, start in keys]
+            ),
         )
         timings["rerank"] = time.perf_counter() - t0
         answer = Answer(

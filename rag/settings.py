@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     answer_mode: Literal["extractive", "llm"] = "extractive"
     abstain_threshold: float = Field(
-        0.60, description="Evidence score under which the answer abstains (calibrated on the dev questions)."
+        0.58, description="Evidence score under which the answer abstains (calibrated on the dev questions)."
     )
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are truncated (with a note).")
 

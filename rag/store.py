@@ -8,6 +8,9 @@ state and nothing beside it can diverge:
 - ``<name>_articles``: one record per article with its full extracted text (so spans resolve without the
   source file) and metadata. An article record is written *after* its chunks and names the content hash
   its chunks must carry: it is the commit marker that makes a half-written article invisible.
+- ``<name>_sentences``: a vector for every sentence of every stored article (keyed by article, content
+  hash and start offset), pooled from the encoder's token vectors of the chunk holding it, so answering
+  scores sentences on meaning without running the encoder again.
 - ``<name>_meta``: the index version, a token rewritten after every change, which tells each process
   when its in-memory BM25 index is stale.
 """
@@ -122,10 +125,6 @@ class Embedder:
         ids = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_seq_length)
         return sum(len(x) for x in ids["input_ids"])
 
-    def embed_texts(self, texts: list[str], show_progress: bool = False) -> list[list[float]]:
-        """Embeddings of document texts, through LlamaIndex (batched by ``embed_batch_size``)."""
-        return self.llama.get_text_embedding_batch(texts, show_progress=show_progress)
-
     def embed_query(self, text: str) -> list[float]:
         """Embedding of one question."""
         return self.llama.get_query_embedding(text)
@@ -133,6 +132,47 @@ class Embedder:
     def encode(self, texts: list[str]):
         """Normalised embeddings as a numpy array (for sentence scoring)."""
         return self.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+    def embed_texts_with_tokens(self, texts: list[str]) -> tuple[list[list[float]], list["TokenVectors"]]:
+        """Document embeddings (as LlamaIndex's ``get_text_embedding_batch`` gives them) plus each text's contextual token vectors and their spans.
+
+        Called on sentence-transformers directly: LlamaIndex's embedding classes return only the pooled vector,
+        and the token vectors are what sentence vectors are pooled from at no extra encoder cost.
+        """
+        import numpy as np
+
+        if not texts:
+            return [], []
+        outputs = self.model.encode(texts, batch_size=self.batch_size, output_value=None)
+        spans = self.tokenizer(
+            texts, add_special_tokens=True, truncation=True, max_length=self.max_seq_length,
+            return_offsets_mapping=True,
+        )["offset_mapping"]
+        vectors, tokens = [], []
+        for out, offsets in zip(outputs, spans):
+            pooled = out["sentence_embedding"].float().numpy()
+            vectors.append((pooled / max(float(np.linalg.norm(pooled)), 1e-12)).tolist())
+            tokens.append(TokenVectors(out["token_embeddings"][: len(offsets)].float().numpy(), np.asarray(offsets)))
+        return vectors, tokens
+
+
+@dataclass
+class TokenVectors:
+    """The encoder's output vector for each token of one text, and each token's (start, end) in the text."""
+
+    vectors: "object"  # numpy array, one row a token (special tokens included, with span (0, 0))
+    spans: "object"  # numpy array of (start, end) rows
+
+    def pool(self, start: int, end: int):
+        """The normalised mean of the vectors of the tokens inside ``[start, end)``, or None when there are none."""
+        import numpy as np
+
+        spans = np.asarray(self.spans).reshape(-1, 2)
+        rows = (spans[:, 1] > spans[:, 0]) & (spans[:, 0] >= start) & (spans[:, 1] <= end)
+        if not rows.any():
+            return None
+        mean = self.vectors[rows].mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def _read_model_shape(path: str) -> Optional[tuple[int, int]]:
@@ -188,6 +228,11 @@ class ArticleRecord:
         return cls(article_id=article_id, page_starts=starts, text=text, **known)
 
 
+def sentence_id(article_id: str, sha256: str, start: int) -> str:
+    """The id of a sentence vector: article, content hash (as in chunk ids) and start offset."""
+    return f"{article_id}#{sha256[:16]}#s{start}"
+
+
 def now_iso() -> str:
     """The current UTC time, ISO-8601, to the second."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
@@ -230,6 +275,11 @@ class Store:
             )
         self.articles = self.client.get_or_create_collection(f"{name}_articles", embedding_function=None)
         self.meta = self.client.get_or_create_collection(f"{name}_meta", embedding_function=None)
+        # Sentence vectors are fetched by id, never searched: a sparse HNSW graph keeps writing them cheap.
+        self.sentences = self.client.get_or_create_collection(
+            f"{name}_sentences", embedding_function=None,
+            configuration={"hnsw": {"space": "cosine", "ef_construction": 16, "max_neighbors": 8}},
+        )
         self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
 
     # --- index version --------------------------------------------------------------------------
@@ -288,6 +338,26 @@ class Store:
         if keep_sha is not None:
             where = {"$and": [{"article_id": article_id}, {"sha256": {"$ne": keep_sha}}]}
         self.chunks.delete(where=where)
+        self.sentences.delete(where=where)
+
+    def put_sentences(self, rows: list[tuple[str, str, int, int, list[float]]]) -> None:
+        """Store sentence vectors given as (article id, content hash, start, end, vector)."""
+        step = max(1, min(5000, self.client.get_max_batch_size()))
+        for i in range(0, len(rows), step):
+            batch = rows[i : i + step]
+            self.sentences.upsert(
+                ids=[sentence_id(a, sha, start) for a, sha, start, _, _ in batch],
+                embeddings=[vector for *_, vector in batch],
+                metadatas=[{"article_id": a, "sha256": sha, "start": start, "end": end} for a, sha, start, end, _ in batch],
+            )
+
+    def sentence_vectors(self, keys: list[tuple[str, str, int]]) -> dict[tuple[str, int], list[float]]:
+        """Stored vectors of sentences given as (article id, content hash, start); missing ones are absent."""
+        if not keys:
+            return {}
+        by_id = {sentence_id(a, sha, start): (a, start) for a, sha, start in keys}
+        got = self.sentences.get(ids=list(by_id), include=["embeddings"])
+        return {by_id[i]: e for i, e in zip(got["ids"], got["embeddings"])}
 
     def all_chunks(self, include=("documents", "metadatas")) -> Iterable[dict]:
         """Every chunk record, page by page (each a Chroma ``get`` result)."""

@@ -24,6 +24,7 @@ import pytest
 
 from ingest import Ingestor, delete_article
 from ingest.pipeline import PENDING_PREFIX, embed_text
+from rag.sentences import sentence_spans
 from rag.store import Store
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -117,6 +118,18 @@ def check_index(store: Store, embedder) -> dict:
     if token_texts:
         lengths = [len(ids) for ids in embedder.tokenizer(token_texts, add_special_tokens=True)["input_ids"]]
         assert max(lengths) <= embedder.max_seq_length, f"a chunk has {max(lengths)} tokens"
+
+    # One sentence vector for every sentence of every stored article, under its current hash, and no others.
+    stored: dict[str, set] = defaultdict(set)
+    got = store.sentences.get(include=["metadatas"])
+    for sentence_id, meta in zip(got["ids"], got["metadatas"]):
+        record = records.get(meta["article_id"])
+        assert record is not None and not record.duplicate_of, f"sentence vector {sentence_id} of no stored article"
+        assert meta["sha256"] == record.sha256, f"sentence vector {sentence_id} of an old version"
+        stored[meta["article_id"]].add((meta["start"], meta["end"]))
+    for article_id, record in records.items():
+        if not record.duplicate_of:
+            assert stored[article_id] == set(sentence_spans(texts[article_id])), f"{article_id}: sentence vectors"
     return records
 
 
@@ -215,6 +228,41 @@ def test_txt_and_markdown_titles_and_spans(store, embedder, tmp_path):
     # The title is embedded with every chunk and stored with it.
     chunks = chunks_by_article(store)
     assert {meta["title"] for _, _, meta in chunks["notes/story.md"]} == {"Copper mine strike ends"}
+
+
+def test_sentence_vectors_are_pooled_from_the_chunk_encoding(store, embedder, tmp_path):
+    import numpy as np
+
+    sentences = [
+        "The city council approved a new budget for road repairs on Tuesday.",
+        "Rovers beat United 3-1 in the cup final, with two late goals from their captain.",
+        "Shares in the chip maker rose 12% after it reported record quarterly profits.",
+        "Heavy snow closed schools across the north of the region for a second day.",
+    ]
+    write(tmp_path / "src" / "mixed.txt", "Local news round-up\n\n" + " ".join(sentences))
+    ingestor_for(store).ingest([tmp_path / "src"], progress=False)
+    record = check_index(store, embedder)["mixed.txt"]
+    text = store.get_articles(["mixed.txt"], with_text=True)["mixed.txt"].text
+    spans = {text[a:b]: a for a, b in sentence_spans(text)}
+    keys = [("mixed.txt", record.sha256, spans[s]) for s in sentences]
+    vectors = store.sentence_vectors(keys)
+    assert len(vectors) == len(sentences)
+
+    # Meaning: each question is closest to the sentence that answers it.
+    for question, expected in [("Who won the cup final?", 1), ("How much did the chip maker's shares rise?", 2),
+                               ("Why were schools closed?", 3)]:
+        q = np.asarray(embedder.embed_query(question))
+        sims = [float(np.dot(vectors[("mixed.txt", spans[s])], q)) for s in sentences]
+        assert int(np.argmax(sims)) == expected, (question, sims)
+
+    # Exactly the mean of the chunk's token vectors over the sentence's tokens, from a fresh encoding.
+    _, doc, meta = chunks_by_article(store)["mixed.txt"][0]
+    embedded = embed_text(meta["title"], doc)
+    _, tokens = embedder.embed_texts_with_tokens([embedded])
+    shift = len(embedded) - len(doc) - int(meta["start"])
+    start = spans[sentences[2]]
+    again = tokens[0].pool(start + shift, start + len(sentences[2]) + shift)
+    assert np.allclose(again, vectors[("mixed.txt", start)], atol=1e-4)
 
 
 def test_html_main_text_and_metadata(store, embedder, tmp_path):
