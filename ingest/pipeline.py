@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ingest.chunking import SPECIAL_TOKENS, Chunk, chunk_text
 from ingest.sentence_vectors import pool_sentence_vectors
 from ingest.loaders import SUPPORTED_SUFFIXES, Article, SkipFile, load_bytes, read_file, sha256_bytes
+from rag.sentences import sentence_spans
 from rag.settings import Settings, get_settings
 from rag.store import ArticleRecord, Embedder, Store, now_iso
 
@@ -242,12 +243,15 @@ class Ingestor:
         return repaired
 
     # --- internals ----------------------------------------------------------------------------------
-    def _record(self, article_id: str, article: Article, root: str, chunks: int, duplicate_of: str = "") -> ArticleRecord:
+    def _record(
+        self, article_id: str, article: Article, root: str, chunks: int, duplicate_of: str = "",
+        sentences: Optional[list[tuple[int, int]]] = None,
+    ) -> ArticleRecord:
         return ArticleRecord(
             article_id=article_id, title=article.title, source=article.source, sha256=article.sha256,
             chunks=chunks, ingested_at=now_iso(), format=article.format, published=article.published,
             author=article.author, url=article.url, root=root, duplicate_of=duplicate_of,
-            page_starts=article.page_starts, text=article.text,
+            page_starts=article.page_starts, sentences=sentences, text=article.text,
         )
 
     def _chunks_for(self, article: Article) -> list[Chunk]:
@@ -307,18 +311,20 @@ class Ingestor:
         if nodes:
             self.store.vector_store.add(nodes)
         # Sentence vectors before the commit point too: a committed article always has them.
-        position, sentence_rows = 0, []
+        position, sentence_rows, records = 0, [], []
         for w, chunks in group:
             mine = nodes[position : position + len(chunks)]
             position += len(chunks)
+            spans = sentence_spans(w.article.text)
             sentences = pool_sentence_vectors(
-                w.article.text, chunks, [tokens_of[n.node_id] for n in mine],
+                spans, chunks, [tokens_of[n.node_id] for n in mine],
                 [len(embed_text(n.metadata["title"], n.text)) - len(n.text) for n in mine],
             )
             sentence_rows += [(w.article_id, w.article.sha256, start, end, vector) for start, end, vector in sentences]
+            records.append(self._record(w.article_id, w.article, w.root, len(chunks), sentences=spans))
         self.store.put_sentences(sentence_rows)
         report.sentences_written += len(sentence_rows)
-        self.store.put_articles([self._record(w.article_id, w.article, w.root, len(c)) for w, c in group])
+        self.store.put_articles(records)
         for w, _ in group:
             if w.is_update:
                 self.store.delete_chunks_of(w.article_id, keep_sha=w.article.sha256)

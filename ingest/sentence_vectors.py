@@ -13,14 +13,14 @@ from bisect import bisect_right
 from typing import Sequence
 
 from ingest.chunking import Chunk
-from rag.sentences import sentence_spans
 from rag.store import TokenVectors
 
 
 def pool_sentence_vectors(
-    text: str, chunks: Sequence[Chunk], tokens: Sequence[TokenVectors], prefix_chars: Sequence[int]
+    sentences: Sequence[tuple[int, int]], chunks: Sequence[Chunk], tokens: Sequence[TokenVectors],
+    prefix_chars: Sequence[int],
 ) -> list[tuple[int, int, list[float]]]:
-    """(start, end, vector) for each sentence of ``text`` (offsets as ``rag.sentences.sentence_spans`` gives).
+    """(start, end, vector) for each of the ``sentences`` (spans of the article text the chunks were cut from).
 
     ``tokens[i]`` are the token vectors of the text the encoder saw for ``chunks[i]``: ``prefix_chars[i]``
     characters (the title line) followed by the chunk's text. A sentence is pooled in the first chunk that
@@ -29,7 +29,7 @@ def pool_sentence_vectors(
     """
     result = []
     starts = [chunk.start for chunk in chunks]  # chunks come in text order
-    for start, end in sentence_spans(text):
+    for start, end in sentences:
         best, best_overlap = None, 0
         nearby = bisect_right(starts, start)  # chunks overlap by a little: the holder is among the last few
         for i in range(max(0, nearby - 3), min(len(chunks), nearby + 1)):

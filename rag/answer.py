@@ -16,7 +16,9 @@ with how much of the question its article covers.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
@@ -82,6 +84,11 @@ _DAY_MONTH = re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTHS})\b|\b(?:{MO
 _MONTH = re.compile(rf"\b(?:{MONTHS})\b", re.I)
 
 
+@lru_cache(maxsize=64)
+def _words_of(question: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in re.findall(r"\w+", question))
+
+
 def answer_spans(sentence: str, kind: str, question: str) -> list[tuple[int, int, float]]:
     """Where ``sentence`` holds a thing of ``kind`` that the question does not already mention.
 
@@ -91,7 +98,7 @@ def answer_spans(sentence: str, kind: str, question: str) -> list[tuple[int, int
     """
     if kind == "other":
         return []
-    q_words = {w.lower() for w in re.findall(r"\w+", question)}
+    q_words = _words_of(question)
     q = question.lower()
     spans: list[tuple[int, int, float]] = []
 
@@ -141,25 +148,38 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*", re.I)
 PROXIMITY_WORDS = 6  # question terms this many words either side of an answer-like span count as near it
 
 
-def proximity(sentence: str, spans: list[tuple[int, int, float]], question_terms: list[str], bm25: BM25Index) -> float:
-    """How much of the question (idf-weighted) sits right next to an answer-like span of the sentence.
+def question_weights(question_terms: list[str], bm25: BM25Index) -> dict[str, float]:
+    """The question's terms weighted by idf, summing to 1."""
+    weights = {t: bm25.idf(t) for t in set(question_terms)}
+    total = sum(weights.values()) or 1.0
+    return {t: w / total for t, w in weights.items()}
+
+
+def proximity(sentence: str, spans: list[tuple[int, int, float]], weights: dict[str, float], stem) -> float:
+    """How much of the question (``weights``: its terms' share) sits right next to an answer-like span.
 
     An answer stands beside the words of its question ("Euronext chief Jean-Francois Theodore",
     "Woodhill, Milton Keynes"); a name or number elsewhere in a long matching sentence is weaker evidence.
     """
-    if not spans or not question_terms:
+    if not spans or not weights:
         return 0.0
-    weights = {t: bm25.idf(t) for t in set(question_terms)}
-    total = sum(weights.values()) or 1.0
-    words = [(m.start(), m.end(), m.group(0).lower()) for m in _WORD.finditer(sentence)]
+    words = list(_WORD.finditer(sentence))
+    starts = [m.start() for m in words]
+    stems: list[Optional[str]] = [None] * len(words)
     best = 0.0
     for start, end, strength in spans:
-        inside = [i for i, (a, b, _) in enumerate(words) if a < end and b > start]
-        if not inside:
+        first = max(0, bisect_right(starts, start) - 1)
+        if first < len(words) and words[first].end() <= start:
+            first += 1
+        last = bisect_left(starts, end) - 1
+        if first > last:
             continue
-        lo, hi = max(0, inside[0] - PROXIMITY_WORDS), inside[-1] + PROXIMITY_WORDS + 1
-        near = {bm25.tokenizer.stem(w) for _, _, w in words[lo:inside[0]] + words[inside[-1] + 1:hi]}
-        best = max(best, strength * sum(w for t, w in weights.items() if t in near) / total)
+        near = set()
+        for i in [*range(max(0, first - PROXIMITY_WORDS), first), *range(last + 1, min(len(words), last + 1 + PROXIMITY_WORDS))]:
+            if stems[i] is None:
+                stems[i] = stem(words[i].group(0).lower())
+            near.add(stems[i])
+        best = max(best, strength * sum(w for t, w in weights.items() if t in near))
     return best
 
 
@@ -207,21 +227,46 @@ FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (t
 
 
 def candidate_sentences(
-    question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index
+    question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index,
+    sentences: Optional[dict[str, list[tuple[int, int]]]] = None,
 ) -> list[Candidate]:
-    """Sentences of (and just after) the passages, with every feature but meaning."""
+    """Sentences of (and just after) the passages, with every feature but meaning.
+
+    ``sentences``: the sentence spans of articles as stored at ingest (others are split here).
+    """
     q_terms = bm25.tokenizer(question)
+    weights = question_weights(q_terms, bm25)
     kind = answer_type(question)
     asked = question_periods(question)
+    # Sentences are split once per article, over the lines that hold all of its passages.
+    ranges: dict[str, tuple[int, int]] = {}
+    for passage in passages:
+        text = articles.get(passage.article_id)
+        if text is not None:
+            a, b = expand_to_sentences(text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS))
+            known = ranges.get(passage.article_id, (a, b))
+            ranges[passage.article_id] = (min(a, known[0]), max(b, known[1]))
+    sentences = sentences or {}
+    sentences_of = {
+        aid: [span for span in sentences[aid] if a <= span[0] < b] if sentences.get(aid) is not None
+        else sentence_spans(articles[aid], a, b)
+        for aid, (a, b) in ranges.items()
+    }
     seen: dict[tuple[str, int], Candidate] = {}
     for index, passage in enumerate(passages):
-        text = articles.get(passage.article_id)
-        if text is None:
+        if passage.article_id not in sentences_of:
             continue
+        text = articles[passage.article_id]
         article = bm25.coverage(q_terms, bm25.article_terms.get(passage.article_id, set()))
-        a, b = expand_to_sentences(text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS))
+        first, last = expand_to_sentences(
+            text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS)
+        )
         previous_periods = Periods()
-        for s, e in sentence_spans(text, a, b):
+        for s, e in sentences_of[passage.article_id]:
+            if s < first:
+                continue
+            if s >= last:
+                break
             sentence = text[s:e]
             periods = periods_in(sentence) if asked else Periods()
             # A sentence naming no year (or quarter) is read in the one its previous sentence names.
@@ -234,7 +279,7 @@ def candidate_sentences(
             cand = Candidate(index, passage.article_id, s, e, sentence, passage_score=passage.score)
             spans = answer_spans(sentence, kind, question)
             cand.typed = max((strength for _, _, strength in spans), default=0.0)
-            cand.proximity = proximity(sentence, spans, q_terms, bm25)
+            cand.proximity = proximity(sentence, spans, weights, bm25.tokenizer.stem)
             cand.article = article
             cand.clash = contradicts(asked, context_periods) if asked else ""
             seen[(passage.article_id, s)] = cand
@@ -289,11 +334,14 @@ def extract_answer(
     threshold: float,
     question_embedding: Optional[list[float]] = None,
     sentence_vectors: Optional[SentenceVectors] = None,
+    sentences: Optional[dict[str, list[tuple[int, int]]]] = None,
 ) -> ExtractiveResult:
-    """Select answer sentences from ``passages`` (``articles`` maps article id to its full text)."""
+    """Select answer sentences from ``passages`` (``articles`` maps article id to its full text; ``sentences``
+    and ``sentence_vectors`` give what the index stores about its sentences)."""
     q_vec = question_embedding if question_embedding is not None else embedder.embed_query(question)
     candidates = score_candidates(
-        candidate_sentences(question, passages, articles, bm25), q_vec, embedder, sentence_vectors=sentence_vectors
+        candidate_sentences(question, passages, articles, bm25, sentences), q_vec, embedder,
+        sentence_vectors=sentence_vectors,
     )
     if not candidates:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)

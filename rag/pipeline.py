@@ -123,8 +123,10 @@ class Pipeline:
         standalone = self.condense(question, history) if history else question
         timings["condense"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        # One version check serves retrieval and sentence scoring. It runs before the encoder: right after it,
+        # the encoder's threads still hold the CPU and this round trip to Chroma takes several times longer.
+        bm25 = self.retriever.bm25()
         q_vec = self.embedder.embed_query(standalone)
-        bm25 = self.retriever.bm25()  # one version check serves retrieval and sentence scoring
         passages, _ = self.retriever.retrieve(standalone, top_k=top_k, query_embedding=q_vec, bm25=bm25)
         records = self.store.get_articles({p.article_id for p in passages}, with_text=True)
         # An article deleted or replaced since retrieval must not be quoted at stale offsets.
@@ -141,6 +143,7 @@ class Pipeline:
             sentence_vectors=lambda keys: self.store.sentence_vectors(
                 [(article_id, records[article_id].sha256, start) for article_id, start in keys]
             ),
+            sentences={r.article_id: r.sentences for r in records.values()},
         )
         timings["rerank"] = time.perf_counter() - t0
         answer = Answer(

@@ -2,8 +2,9 @@
 
 BM25 comes from ``bm25s`` (with a Snowball stemmer). Its in-memory index is rebuilt only when the index
 version token in Chroma changes, so it stays in step with every ingest, update and delete, also those made
-by other processes, without a rebuild per question. Only *committed* chunks (whose content hash matches
-their article record) are ever returned, so a half-written article is invisible.
+by other processes, without a rebuild per question. Only chunks committed in that index version (whose
+content hash matches their article record when it was read) are returned, so a half-written article is
+invisible; the caller re-reads the article records it quotes, which drops anything deleted since.
 """
 
 from __future__ import annotations
@@ -80,9 +81,13 @@ class BM25Index:
         corpus = [tokenizer(f"{r.meta.get('title', '')} {r.text}") for r in rows]
         self.df: Counter = Counter()
         self.article_terms: dict[str, set[str]] = {}
+        self.chunk_terms: dict[str, frozenset[str]] = {}  # chunk id -> its terms (title included)
+        self.row_of: dict[str, _ChunkRow] = {row.chunk_id: row for row in rows}
         for row, tokens in zip(rows, corpus):
-            self.df.update(set(tokens))
-            self.article_terms.setdefault(row.meta.get("article_id", ""), set()).update(tokens)
+            terms = frozenset(tokens)
+            self.df.update(terms)
+            self.chunk_terms[row.chunk_id] = terms
+            self.article_terms.setdefault(row.meta.get("article_id", ""), set()).update(terms)
         self.n_docs = max(1, len(rows))
         self.retriever = bm25s.BM25()
         if rows:
@@ -163,7 +168,7 @@ class HybridRetriever:
         t1 = time.perf_counter()
         timings["embed"] = t1 - t0
         bm25 = bm25 or self.bm25()
-        dense = self._dense(query_embedding, n, len(bm25.rows))
+        dense = self._dense(query_embedding, n, bm25)
         t2 = time.perf_counter()
         timings["dense"] = t2 - t1
         sparse = [(bm25.rows[i], s) for i, s in bm25.search(query, n)]
@@ -192,25 +197,31 @@ class HybridRetriever:
                     p.dense_score = round(sims[p.chunk_id], 4)
         terms = self.tokenizer(query)
         for p in passages:
-            p.coverage = round(bm25.coverage(terms, set(self.tokenizer(f"{p.title} {p.text}"))), 4)
+            chunk_terms = bm25.chunk_terms.get(p.chunk_id) or frozenset(self.tokenizer(f"{p.title} {p.text}"))
+            p.coverage = round(bm25.coverage(terms, chunk_terms), 4)
             p.score = round(DENSE_WEIGHT * (p.dense_score or 0.0) + (1 - DENSE_WEIGHT) * p.coverage, 4)
         return sorted(passages, key=lambda p: -p.score)
 
-    def _dense(self, embedding: list[float], n: int, count: int) -> list[tuple[_ChunkRow, float]]:
-        """The ``n`` nearest chunks (``count``: committed chunks, which bounds what Chroma is asked for)."""
-        if count == 0:
+    def _dense(self, embedding: list[float], n: int, bm25: BM25Index) -> list[tuple[_ChunkRow, float]]:
+        """The ``n`` nearest chunks among those committed in ``bm25``'s index version.
+
+        Chroma is asked for ids and distances only (a quarter of the time of also reading the texts back):
+        the texts and metadata of committed chunks are already in memory, and other chunks are not used.
+        """
+        if not bm25.rows:
             return []
         got = self.store.chunks.query(
-            query_embeddings=[embedding], n_results=min(n, count), include=["documents", "metadatas", "distances"]
+            query_embeddings=[embedding], n_results=min(n, len(bm25.rows)), include=["distances"]
         )
         return [
-            (_ChunkRow(i, d, m), 1.0 - float(dist))
-            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+            (bm25.row_of[i], 1.0 - float(dist))
+            for i, dist in zip(got["ids"][0], got["distances"][0]) if i in bm25.row_of
         ]
 
     def _fuse(
         self, dense: list[tuple[_ChunkRow, float]], sparse: list[tuple[_ChunkRow, float]], top_k: int
     ) -> list[Passage]:
+        # Both lists hold only chunks committed in the BM25 index's version (see _dense).
         k = self.settings.rrf_k
         fused: dict[str, dict] = {}
         for ranked, key in ((dense, "dense"), (sparse, "bm25")):
@@ -219,19 +230,11 @@ class HybridRetriever:
                 entry["rrf"] += 1.0 / (k + rank + 1)
                 entry[key] = score
         order = sorted(fused.values(), key=lambda e: -e["rrf"])
-        # Dense hits may include chunks of an article whose write is not committed yet: drop those.
-        committed = self.store.get_articles({e["row"].meta.get("article_id") for e in order[: top_k * 4]})
         passages: list[Passage] = []
         by_text: dict[str, Passage] = {}
         for entry in order:
             row: _ChunkRow = entry["row"]
             meta = row.meta
-            record = committed.get(meta.get("article_id"))
-            if record is None and meta.get("article_id") not in committed:
-                if len(passages) < top_k:
-                    record = self.store.get_articles([meta.get("article_id")]).get(meta.get("article_id"))
-            if record is None or record.sha256 != meta.get("sha256") or record.duplicate_of:
-                continue
             key = _near_duplicate_key(row.text)
             if key in by_text:  # the same passage from another article (a near-duplicate copy)
                 by_text[key].duplicates.append(meta["article_id"])

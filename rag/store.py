@@ -213,19 +213,26 @@ class ArticleRecord:
     root: str = ""
     duplicate_of: str = ""
     page_starts: list[int] = field(default_factory=list)
+    # (start, end) of every sentence of the text, as rag.sentences.sentence_spans splits it (stored at ingest
+    # so that answering does not split again); None for records written before they were stored.
+    sentences: Optional[list[tuple[int, int]]] = None
     text: Optional[str] = None
 
     def to_metadata(self) -> dict:
-        meta = {k: v for k, v in self.__dict__.items() if k not in ("article_id", "text", "page_starts")}
+        meta = {k: v for k, v in self.__dict__.items() if k not in ("article_id", "text", "page_starts", "sentences")}
         meta["page_starts"] = json.dumps(self.page_starts)
+        if self.sentences is not None:
+            meta["sentences"] = json.dumps([v for span in self.sentences for v in span], separators=(",", ":"))
         return meta
 
     @classmethod
     def from_chroma(cls, article_id: str, meta: dict, text: Optional[str] = None) -> "ArticleRecord":
         meta = dict(meta or {})
         starts = json.loads(meta.pop("page_starts", "[]") or "[]")
+        flat = json.loads(meta.pop("sentences")) if meta.get("sentences") else None
+        sentences = list(zip(flat[::2], flat[1::2])) if flat is not None else None
         known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
-        return cls(article_id=article_id, page_starts=starts, text=text, **known)
+        return cls(article_id=article_id, page_starts=starts, sentences=sentences, text=text, **known)
 
 
 def sentence_id(article_id: str, sha256: str, start: int) -> str:

@@ -129,7 +129,9 @@ def check_index(store: Store, embedder) -> dict:
         stored[meta["article_id"]].add((meta["start"], meta["end"]))
     for article_id, record in records.items():
         if not record.duplicate_of:
-            assert stored[article_id] == set(sentence_spans(texts[article_id])), f"{article_id}: sentence vectors"
+            spans = sentence_spans(texts[article_id])
+            assert record.sentences == spans, f"{article_id}: stored sentence spans"
+            assert stored[article_id] == set(spans), f"{article_id}: sentence vectors"
     return records
 
 

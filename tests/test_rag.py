@@ -128,14 +128,14 @@ def test_answer_type_forms():
 
 
 def test_proximity_prefers_the_answer_beside_the_question_words(pipeline):
-    from rag.answer import answer_spans, proximity
+    from rag.answer import answer_spans, proximity, question_weights
 
     bm25 = pipeline.retriever.bm25()
     question = "Who is the chief executive of Euronext?"
-    terms = bm25.tokenizer(question)
+    weights = question_weights(bm25.tokenizer(question), bm25)
 
     def near(sentence):
-        return proximity(sentence, answer_spans(sentence, "name", question), terms, bm25)
+        return proximity(sentence, answer_spans(sentence, "name", question), weights, bm25.tokenizer.stem)
 
     beside = near("Euronext chief executive Jean-Francois Theodore held talks on Monday.")
     far = near("Clara Furse held talks in London on Monday, weeks after the offer that Euronext chief executives made.")
