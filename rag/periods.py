@@ -87,5 +87,10 @@ def contradicts(asked: Periods, named: Periods) -> str:
     return ""
 
 
+def matches(asked: Periods, named: Periods) -> bool:
+    """Whether ``named`` (a sentence's periods) includes a year or quarter the question pins."""
+    return bool(asked.years & named.years or asked.quarters & named.quarters)
+
+
 def _fmt(values: list[int]) -> str:
     return "/".join(str(v) for v in values)
