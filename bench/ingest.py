@@ -143,7 +143,7 @@ def run(args, work: Path, data_dir: Path) -> int:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cli_cpu = (children.ru_utime - children0.ru_utime) + (children.ru_stime - children0.ru_stime)
     cli_summary = (cli.stdout.strip().splitlines() or [""])[-1]
-    if cli.returncode != 0 or " 0 chunks written" not in cli_summary:
+    if cli.returncode != 0 or " 0 chunks (0 sentence vectors) written" not in cli_summary:
         print(f"warning: the CLI re-run did not behave as an unchanged run (exit {cli.returncode}):\n"
               f"{cli.stdout}{cli.stderr[-2000:]}")
     rss = peak_rss_gb()

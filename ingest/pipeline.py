@@ -28,7 +28,7 @@ from ingest.sentence_vectors import pool_sentence_vectors
 from ingest.loaders import SUPPORTED_SUFFIXES, Article, SkipFile, load_bytes, read_file, sha256_bytes
 from rag.sentences import sentence_spans
 from rag.settings import Settings, get_settings
-from rag.store import ArticleRecord, Embedder, Store, now_iso
+from rag.store import ArticleRecord, Embedder, Store, chunk_id, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class IngestReport:
         return (
             f"{self.seen} files seen, {len(self.added)} added, {len(self.updated)} updated, "
             f"{self.unchanged} unchanged, {len(self.duplicates)} duplicates, {len(self.skipped)} skipped, "
-            f"{len(self.pruned)} pruned, {self.chunks_written} chunks written in {self.seconds:.1f} s"
+            f"{len(self.pruned)} pruned, {self.chunks_written} chunks ({self.sentences_written} sentence vectors) written "
+            f"in {self.seconds:.1f} s"
         )
 
     def to_dict(self) -> dict:
@@ -245,7 +246,7 @@ class Ingestor:
     # --- internals ----------------------------------------------------------------------------------
     def _record(
         self, article_id: str, article: Article, root: str, chunks: int, duplicate_of: str = "",
-        sentences: Optional[list[tuple[int, int]]] = None,
+        sentences: Optional[list[tuple[int, int, int]]] = None,
     ) -> ArticleRecord:
         return ArticleRecord(
             article_id=article_id, title=article.title, source=article.source, sha256=article.sha256,
@@ -311,19 +312,24 @@ class Ingestor:
         if nodes:
             self.store.vector_store.add(nodes)
         # Sentence vectors before the commit point too: a committed article always has them.
-        position, sentence_rows, records = 0, [], []
+        position, records, sentence_rows = 0, [], []
         for w, chunks in group:
             mine = nodes[position : position + len(chunks)]
             position += len(chunks)
-            spans = sentence_spans(w.article.text)
             sentences = pool_sentence_vectors(
-                spans, chunks, [tokens_of[n.node_id] for n in mine],
+                sentence_spans(w.article.text), chunks, [tokens_of[n.node_id] for n in mine],
                 [len(embed_text(n.metadata["title"], n.text)) - len(n.text) for n in mine],
             )
-            sentence_rows += [(w.article_id, w.article.sha256, start, end, vector) for start, end, vector in sentences]
-            records.append(self._record(w.article_id, w.article, w.root, len(chunks), sentences=spans))
+            by_chunk: dict[int, list] = {}
+            for start, _, chunk, vector in sentences:
+                if vector is not None:
+                    by_chunk.setdefault(chunk, []).append((start, vector))
+            sentence_rows += [(w.article_id, w.article.sha256, chunk, rows) for chunk, rows in sorted(by_chunk.items())]
+            report.sentences_written += sum(len(rows) for rows in by_chunk.values())
+            records.append(self._record(
+                w.article_id, w.article, w.root, len(chunks), sentences=[(a, b, c) for a, b, c, _ in sentences]
+            ))
         self.store.put_sentences(sentence_rows)
-        report.sentences_written += len(sentence_rows)
         self.store.put_articles(records)
         for w, _ in group:
             if w.is_update:
@@ -352,7 +358,7 @@ class Ingestor:
     def _node(w: _Work, chunk: Chunk, title: str) -> TextNode:
         keys = ["article_id", "sha256", "title", "source", "page", "chunk", "start", "end"]
         node = TextNode(
-            id_=f"{w.article_id}#{w.article.sha256[:16]}#{chunk.index}",
+            id_=chunk_id(w.article_id, w.article.sha256, chunk.index),
             text=chunk.text,
             start_char_idx=chunk.start,
             end_char_idx=chunk.end,

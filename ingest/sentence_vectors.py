@@ -19,8 +19,9 @@ from rag.store import TokenVectors
 def pool_sentence_vectors(
     sentences: Sequence[tuple[int, int]], chunks: Sequence[Chunk], tokens: Sequence[TokenVectors],
     prefix_chars: Sequence[int],
-) -> list[tuple[int, int, list[float]]]:
-    """(start, end, vector) for each of the ``sentences`` (spans of the article text the chunks were cut from).
+) -> list[tuple[int, int, int, "object"]]:
+    """(start, end, chunk index, vector) for each of the ``sentences`` (spans of the article text the chunks
+    were cut from); chunk index -1 and vector None for a sentence that got none.
 
     ``tokens[i]`` are the token vectors of the text the encoder saw for ``chunks[i]``: ``prefix_chars[i]``
     characters (the title line) followed by the chunk's text. A sentence is pooled in the first chunk that
@@ -40,10 +41,9 @@ def pool_sentence_vectors(
                 break
             if overlap > best_overlap:
                 best, best_overlap = i, overlap
-        if best is None:
-            continue
-        chunk, shift = chunks[best], prefix_chars[best] - chunks[best].start
-        vector = tokens[best].pool(max(start, chunk.start) + shift, min(end, chunk.end) + shift)
-        if vector is not None:
-            result.append((start, end, vector.tolist()))
+        vector = None
+        if best is not None:
+            chunk, shift = chunks[best], prefix_chars[best] - chunks[best].start
+            vector = tokens[best].pool(max(start, chunk.start) + shift, min(end, chunk.end) + shift)
+        result.append((start, end, chunks[best].index if vector is not None else -1, vector))
     return result

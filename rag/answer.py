@@ -229,7 +229,7 @@ FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (t
 
 def candidate_sentences(
     question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index,
-    sentences: Optional[dict[str, list[tuple[int, int]]]] = None,
+    sentences: Optional[dict[str, list[tuple[int, int, int]]]] = None,
 ) -> list[Candidate]:
     """Sentences of (and just after) the passages, with every feature but meaning.
 
@@ -249,7 +249,7 @@ def candidate_sentences(
             ranges[passage.article_id] = (min(a, known[0]), max(b, known[1]))
     sentences = sentences or {}
     sentences_of = {
-        aid: [span for span in sentences[aid] if a <= span[0] < b] if sentences.get(aid) is not None
+        aid: [(s, e) for s, e, *_ in sentences[aid] if a <= s < b] if sentences.get(aid) is not None
         else sentence_spans(articles[aid], a, b)
         for aid, (a, b) in ranges.items()
     }
@@ -336,7 +336,7 @@ def extract_answer(
     threshold: float,
     question_embedding: Optional[list[float]] = None,
     sentence_vectors: Optional[SentenceVectors] = None,
-    sentences: Optional[dict[str, list[tuple[int, int]]]] = None,
+    sentences: Optional[dict[str, list[tuple[int, int, int]]]] = None,
 ) -> ExtractiveResult:
     """Select answer sentences from ``passages`` (``articles`` maps article id to its full text; ``sentences``
     and ``sentence_vectors`` give what the index stores about its sentences)."""

@@ -15,7 +15,7 @@ from rag.errors import InvalidQuestion, LLMError
 from rag.prompt import CONDENSE_PROMPT, SYSTEM_PROMPT, fit_passages, user_prompt
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings, get_settings
-from rag.store import Embedder, Store
+from rag.store import Embedder, Store, chunk_id
 from rag.types import Answer
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,7 @@ class Pipeline:
         extractive = extract_answer(
             standalone, passages, articles, embedder=self.embedder,
             bm25=bm25, threshold=self.settings.abstain_threshold, question_embedding=q_vec,
-            sentence_vectors=lambda keys: self.store.sentence_vectors(
-                [(article_id, records[article_id].sha256, start) for article_id, start in keys]
-            ),
+            sentence_vectors=lambda keys: self._stored_sentence_vectors(keys, records),
             sentences={r.article_id: r.sentences for r in records.values()},
         )
         timings["rerank"] = time.perf_counter() - t0
@@ -161,6 +159,16 @@ class Pipeline:
             yield answer.text
         timings["total"] = time.perf_counter() - started
         yield answer
+
+    def _stored_sentence_vectors(self, keys: list[tuple[str, int]], records: dict) -> dict:
+        """Vectors the index stores for sentences given as (article id, start); ``records``: their articles."""
+        chunks = []
+        for article_id in {article_id for article_id, _ in keys}:
+            record = records[article_id]
+            holder = {start: chunk for start, _, chunk in record.sentences or []}
+            wanted = {holder.get(start, -1) for a, start in keys if a == article_id}
+            chunks += [chunk_id(article_id, record.sha256, chunk) for chunk in sorted(wanted) if chunk >= 0]
+        return self.store.sentence_vectors(chunks)
 
     def _llm_answer(self, answer: Answer, articles: dict[str, str], stream: bool) -> Iterator[str]:
         """Replace ``answer``'s text and citations by the LLM's, checked; fall back to extractive on failure."""

@@ -8,15 +8,16 @@ state and nothing beside it can diverge:
 - ``<name>_articles``: one record per article with its full extracted text (so spans resolve without the
   source file) and metadata. An article record is written *after* its chunks and names the content hash
   its chunks must carry: it is the commit marker that makes a half-written article invisible.
-- ``<name>_sentences``: a vector for every sentence of every stored article (keyed by article, content
-  hash and start offset), pooled from the encoder's token vectors of the chunk holding it, so answering
-  scores sentences on meaning without running the encoder again.
+- ``<name>_sentences``: for every chunk (same id), the vectors of the sentences pooled in it from the
+  encoder's token vectors, packed in one record (a record per sentence would cost Chroma four times the
+  writes); answering scores sentences on meaning without running the encoder again.
 - ``<name>_meta``: the index version, a token rewritten after every change, which tells each process
   when its in-memory BM25 index is stale.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -213,9 +214,10 @@ class ArticleRecord:
     root: str = ""
     duplicate_of: str = ""
     page_starts: list[int] = field(default_factory=list)
-    # (start, end) of every sentence of the text, as rag.sentences.sentence_spans splits it (stored at ingest
-    # so that answering does not split again); None for records written before they were stored.
-    sentences: Optional[list[tuple[int, int]]] = None
+    # (start, end, chunk) of every sentence of the text, as rag.sentences.sentence_spans splits it, with the
+    # index of the chunk whose record in <name>_sentences holds its vector (-1: none). Stored at ingest so that
+    # answering does not split again; None for records written before they were stored.
+    sentences: Optional[list[tuple[int, int, int]]] = None
     text: Optional[str] = None
 
     def to_metadata(self) -> dict:
@@ -230,14 +232,14 @@ class ArticleRecord:
         meta = dict(meta or {})
         starts = json.loads(meta.pop("page_starts", "[]") or "[]")
         flat = json.loads(meta.pop("sentences")) if meta.get("sentences") else None
-        sentences = list(zip(flat[::2], flat[1::2])) if flat is not None else None
+        sentences = list(zip(flat[::3], flat[1::3], flat[2::3])) if flat is not None else None
         known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
         return cls(article_id=article_id, page_starts=starts, sentences=sentences, text=text, **known)
 
 
-def sentence_id(article_id: str, sha256: str, start: int) -> str:
-    """The id of a sentence vector: article, content hash (as in chunk ids) and start offset."""
-    return f"{article_id}#{sha256[:16]}#s{start}"
+def chunk_id(article_id: str, sha256: str, index: int) -> str:
+    """The id of a chunk (and of its sentence vectors): article, content hash and chunk index."""
+    return f"{article_id}#{sha256[:16]}#{index}"
 
 
 def now_iso() -> str:
@@ -282,11 +284,8 @@ class Store:
             )
         self.articles = self.client.get_or_create_collection(f"{name}_articles", embedding_function=None)
         self.meta = self.client.get_or_create_collection(f"{name}_meta", embedding_function=None)
-        # Sentence vectors are fetched by id, never searched: a sparse HNSW graph keeps writing them cheap.
-        self.sentences = self.client.get_or_create_collection(
-            f"{name}_sentences", embedding_function=None,
-            configuration={"hnsw": {"space": "cosine", "ef_construction": 16, "max_neighbors": 8}},
-        )
+        # Found by id only: the embedding is a placeholder, the vectors are in the metadata.
+        self.sentences = self.client.get_or_create_collection(f"{name}_sentences", embedding_function=None)
         self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
 
     # --- index version --------------------------------------------------------------------------
@@ -347,24 +346,43 @@ class Store:
         self.chunks.delete(where=where)
         self.sentences.delete(where=where)
 
-    def put_sentences(self, rows: list[tuple[str, str, int, int, list[float]]]) -> None:
-        """Store sentence vectors given as (article id, content hash, start, end, vector)."""
-        step = max(1, min(5000, self.client.get_max_batch_size()))
+    def put_sentences(self, rows: list[tuple[str, str, int, list[tuple[int, "object"]]]]) -> None:
+        """Store sentence vectors, a record per chunk: (article id, content hash, chunk index, [(start, vector)])."""
+        import numpy as np
+
+        step = max(1, min(1000, self.client.get_max_batch_size()))
         for i in range(0, len(rows), step):
             batch = rows[i : i + step]
             self.sentences.upsert(
-                ids=[sentence_id(a, sha, start) for a, sha, start, _, _ in batch],
-                embeddings=[vector for *_, vector in batch],
-                metadatas=[{"article_id": a, "sha256": sha, "start": start, "end": end} for a, sha, start, end, _ in batch],
+                ids=[chunk_id(article_id, sha, index) for article_id, sha, index, _ in batch],
+                embeddings=[[1.0]] * len(batch),
+                metadatas=[
+                    {
+                        "article_id": article_id, "sha256": sha,
+                        "starts": ",".join(str(start) for start, _ in vectors),
+                        # float16 halves the record; cosine scores move by about 1e-3
+                        "vectors": base64.b64encode(np.asarray([v for _, v in vectors], dtype=np.float16).tobytes()).decode(),
+                    }
+                    for article_id, sha, _, vectors in batch
+                ],
             )
 
-    def sentence_vectors(self, keys: list[tuple[str, str, int]]) -> dict[tuple[str, int], list[float]]:
-        """Stored vectors of sentences given as (article id, content hash, start); missing ones are absent."""
-        if not keys:
+    def sentence_vectors(self, chunks: list[str]) -> dict[tuple[str, int], "object"]:
+        """The stored sentence vectors of the chunks with these ids, as {(article id, sentence start): vector}."""
+        import numpy as np
+
+        if not chunks:
             return {}
-        by_id = {sentence_id(a, sha, start): (a, start) for a, sha, start in keys}
-        got = self.sentences.get(ids=list(by_id), include=["embeddings"])
-        return {by_id[i]: e for i, e in zip(got["ids"], got["embeddings"])}
+        got = self.sentences.get(ids=list(dict.fromkeys(chunks)), include=["metadatas"])
+        vectors = {}
+        for meta in got["metadatas"]:
+            if not meta or "vectors" not in meta:
+                continue
+            starts = [int(x) for x in meta["starts"].split(",") if x]
+            packed = np.frombuffer(base64.b64decode(meta["vectors"]), dtype=np.float16).astype(np.float32)
+            for start, vector in zip(starts, packed.reshape(len(starts), -1) if starts else []):
+                vectors[(meta["article_id"], start)] = vector
+        return vectors
 
     def all_chunks(self, include=("documents", "metadatas")) -> Iterable[dict]:
         """Every chunk record, page by page (each a Chroma ``get`` result)."""

@@ -70,6 +70,24 @@ def test_capital_question_cites_the_1_billion_yuan_sentence(pipeline):
     assert_spans_exact(pipeline, answer)
 
 
+def test_index_without_stored_sentences_still_answers(tmp_path, corpus_dir, embedder):
+    """An index written before sentence spans and vectors were stored: answering splits and encodes itself."""
+    pipe = Pipeline(Settings(data_dir=tmp_path / "data", corpus_dir=corpus_dir), embedder=embedder)
+    pipe.ingestor.ingest([corpus_dir / SEED_ID], progress=False)
+    record = pipe.store.get_articles([SEED_ID], with_text=True)[SEED_ID]
+    assert record.sentences and pipe.store.sentences.count() == record.chunks
+    pipe.store.sentences.delete(where={"article_id": SEED_ID})
+    record.sentences = None
+    pipe.store.articles.delete(ids=[SEED_ID])  # an upsert would keep the stored spans
+    pipe.store.put_articles([record])
+    assert pipe.store.get_articles([SEED_ID])[SEED_ID].sentences is None
+    for question, expected in [("Who holds the majority stake?", MAJORITY),
+                               ("How much capital does the joint venture start with?", CAPITAL)]:
+        answer = pipe.ask(question)
+        assert answer.citations[0].quote == expected
+        assert_spans_exact(pipe, answer)
+
+
 def test_answer_fields_and_json(pipeline):
     answer = pipeline.ask("Who founded Jet Airways?", top_k=3)
     assert 1 <= len(answer.passages) <= 3
