@@ -304,7 +304,7 @@ class Ingestor:
         t0 = time.perf_counter()
         vectors, token_vectors = self.embedder.embed_texts_with_tokens(texts)
         report.embed_seconds += time.perf_counter() - t0
-        report.tokens_embedded += self.embedder.count_tokens(texts)
+        report.tokens_embedded += sum(len(tokens.spans) for tokens in token_vectors)
         tokens_of: dict[str, object] = {}
         for i, vector, tokens in zip(order, vectors, token_vectors):
             nodes[i].embedding = vector
