@@ -4,7 +4,8 @@ Write order for every batch of articles (what makes ``kill -9`` at any point saf
 1. a *pending* record naming the batch's article ids (in the meta collection),
 2. the new chunks and sentence vectors (ids carry the content hash, so old and new versions never collide),
 3. the article records: the commit point; queries only use chunks whose hash matches the record,
-4. deletion of the articles' chunks and sentence vectors of any other hash, then of the pending record, then a version bump.
+4. deletion of the articles' chunks and sentence vectors of any other hash, then of the pending record, then a
+   version bump.
 A run that finds a pending record of a dead process removes that batch's uncommitted chunks first.
 Deletions (and an article turning into a duplicate) run under a pending record too: record first, then chunks.
 """
@@ -24,8 +25,8 @@ from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from tqdm.auto import tqdm
 
 from ingest.chunking import SPECIAL_TOKENS, Chunk, chunk_text
-from ingest.sentence_vectors import pool_sentence_vectors
 from ingest.loaders import SUPPORTED_SUFFIXES, Article, SkipFile, load_bytes, read_file, sha256_bytes
+from ingest.sentence_vectors import pool_sentence_vectors
 from rag.sentences import sentence_spans
 from rag.settings import Settings, get_settings
 from rag.store import ArticleRecord, Embedder, Store, chunk_id, now_iso
@@ -70,8 +71,8 @@ class IngestReport:
         return (
             f"{self.seen} files seen, {len(self.added)} added, {len(self.updated)} updated, "
             f"{self.unchanged} unchanged, {len(self.duplicates)} duplicates, {len(self.skipped)} skipped, "
-            f"{len(self.pruned)} pruned, {self.chunks_written} chunks ({self.sentences_written} sentence vectors) written "
-            f"in {self.seconds:.1f} s"
+            f"{len(self.pruned)} pruned, {self.chunks_written} chunks ({self.sentences_written} sentence vectors) "
+            f"written in {self.seconds:.1f} s"
         )
 
     def to_dict(self) -> dict:
@@ -324,7 +325,7 @@ class Ingestor:
             for start, _, chunk, vector in sentences:
                 if vector is not None:
                     by_chunk.setdefault(chunk, []).append((start, vector))
-            sentence_rows += [(w.article_id, w.article.sha256, chunk, rows) for chunk, rows in sorted(by_chunk.items())]
+            sentence_rows += [(w.article_id, w.article.sha256, n, found) for n, found in sorted(by_chunk.items())]
             report.sentences_written += sum(len(rows) for rows in by_chunk.values())
             records.append(self._record(
                 w.article_id, w.article, w.root, len(chunks), sentences=[(a, b, c) for a, b, c, _ in sentences]

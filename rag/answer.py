@@ -13,6 +13,7 @@ A sentence about another year or quarter than the question pins is never the ans
 The evidence score that decides abstention (see ``evidence_score``) combines the best sentence's scores
 with how much of the question its article covers.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from rag.retrieve import BM25Index
 from rag.periods import Periods, contradicts, matches, periods_in, question_periods
+from rag.retrieve import BM25Index
 from rag.sentences import expand_to_sentences, sentence_spans
 from rag.store import Embedder
 from rag.types import Citation, Passage
@@ -175,7 +176,9 @@ def proximity(sentence: str, spans: list[tuple[int, int, float]], weights: dict[
         if first > last:
             continue
         near = set()
-        for i in [*range(max(0, first - PROXIMITY_WORDS), first), *range(last + 1, min(len(words), last + 1 + PROXIMITY_WORDS))]:
+        before = range(max(0, first - PROXIMITY_WORDS), first)
+        after = range(last + 1, min(len(words), last + 1 + PROXIMITY_WORDS))
+        for i in [*before, *after]:
             if stems[i] is None:
                 stems[i] = stem(words[i].group(0).lower())
             near.add(stems[i])
@@ -200,10 +203,11 @@ class Candidate:
     clash: str = ""  # the sentence is about another year or quarter than the question pins
 
     def cheap_score(self, weights: dict) -> float:
-        """The score without meaning: it picks which candidates are worth embedding."""
+        """The score without meaning: it picks which candidates are scored on meaning too."""
         return (
             weights["typed"] * self.typed + weights["proximity"] * self.proximity + weights["article"] * self.article
-            + weights["period"] * self.period + weights["passage"] * self.passage_score + weights["rank"] / (1 + self.passage_index)
+            + weights["period"] * self.period + weights["passage"] * self.passage_score
+            + weights["rank"] / (1 + self.passage_index)
         )
 
 
@@ -244,7 +248,7 @@ def candidate_sentences(
     for passage in passages:
         text = articles.get(passage.article_id)
         if text is not None:
-            a, b = expand_to_sentences(text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS))
+            a, b = _candidate_lines(text, passage)
             known = ranges.get(passage.article_id, (a, b))
             ranges[passage.article_id] = (min(a, known[0]), max(b, known[1]))
     sentences = sentences or {}
@@ -259,9 +263,7 @@ def candidate_sentences(
             continue
         text = articles[passage.article_id]
         article = bm25.coverage(q_terms, bm25.article_terms.get(passage.article_id, set()))
-        first, last = expand_to_sentences(
-            text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS)
-        )
+        first, last = _candidate_lines(text, passage)
         previous_periods = Periods()
         for s, e in sentences_of[passage.article_id]:
             if s < first:
@@ -271,7 +273,9 @@ def candidate_sentences(
             sentence = text[s:e]
             periods = periods_in(sentence) if asked else Periods()
             # A sentence naming no year (or quarter) is read in the one its previous sentence names.
-            context_periods = Periods(periods.years or previous_periods.years, periods.quarters or previous_periods.quarters)
+            context_periods = Periods(
+                periods.years or previous_periods.years, periods.quarters or previous_periods.quarters
+            )
             previous_periods = periods
             if s == 0 and sentence.strip() == passage.title.strip():
                 continue  # the headline line: it names the story, it does not answer
@@ -286,6 +290,11 @@ def candidate_sentences(
             cand.period = 1.0 if asked and matches(asked, periods) else 0.0
             seen[(passage.article_id, s)] = cand
     return list(seen.values())
+
+
+def _candidate_lines(text: str, passage: Passage) -> tuple[int, int]:
+    """The whole lines holding a passage and the FOLLOWING_CHARS after it: where its candidates lie."""
+    return expand_to_sentences(text, passage.start_char_idx, min(len(text), passage.end_char_idx + FOLLOWING_CHARS))
 
 
 SentenceVectors = Callable[[list[tuple[str, int]]], dict]
@@ -317,13 +326,10 @@ def score_candidates(
     return sorted(candidates, key=lambda c: -c.score)
 
 
-def evidence_score(question: str, best: Candidate, passages: list[Passage], bm25: BM25Index) -> float:
+def evidence_score(best: Candidate, passages: list[Passage]) -> float:
     """How strongly the passages support an answer: the mean of the question's keyword coverage of the best
     sentence's article, that sentence's similarity and score, and the top passage's retrieval score."""
-    article_id = passages[best.passage_index].article_id
-    article_terms = bm25.article_terms.get(article_id, set())
-    coverage = bm25.coverage(bm25.tokenizer(question), article_terms)
-    return (coverage + best.dense + best.score + passages[0].score) / 4
+    return (best.article + best.dense + best.score + passages[0].score) / 4
 
 
 def extract_answer(
@@ -348,7 +354,7 @@ def extract_answer(
     if not candidates:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)
     best = candidates[0]
-    evidence = evidence_score(question, best, passages, bm25)
+    evidence = evidence_score(best, passages)
     # When the best match is about another year or quarter than the one asked about, the articles cover the
     # story but not the period asked ("profit in the three months to December" for "profit in the first
     # quarter of 2005"): say so rather than answer from a weaker sentence or the wrong period.

@@ -135,7 +135,8 @@ class Embedder:
         return self.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
 
     def embed_texts_with_tokens(self, texts: list[str]) -> tuple[list[list[float]], list["TokenVectors"]]:
-        """Document embeddings (as LlamaIndex's ``get_text_embedding_batch`` gives them) plus each text's contextual token vectors and their spans.
+        """Document embeddings (as LlamaIndex's ``get_text_embedding_batch`` gives them), plus each text's
+        contextual token vectors and their spans.
 
         Called on sentence-transformers directly: LlamaIndex's embedding classes return only the pooled vector,
         and the token vectors are what sentence vectors are pooled from at no extra encoder cost.
@@ -361,7 +362,9 @@ class Store:
                         "article_id": article_id, "sha256": sha,
                         "starts": ",".join(str(start) for start, _ in vectors),
                         # float16 halves the record; cosine scores move by about 1e-3
-                        "vectors": base64.b64encode(np.asarray([v for _, v in vectors], dtype=np.float16).tobytes()).decode(),
+                        "vectors": base64.b64encode(
+                            np.asarray([v for _, v in vectors], dtype=np.float16).tobytes()
+                        ).decode(),
                     }
                     for article_id, sha, _, vectors in batch
                 ],

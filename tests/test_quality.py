@@ -51,8 +51,8 @@ def test_retrieval_and_citation_floors(dev_report):
     print(json.dumps(overall, indent=1))
     assert overall["errors"] == 0
     assert overall["hit@5"] >= 0.98  # the bar
-    assert overall["first_citation_gold"] >= 0.75  # a regression floor: the bar is 0.90 (not met)
-    assert overall["citation_precision"] >= 0.60
+    assert overall["first_citation_gold"] >= 0.775  # a regression floor (0.825 measured): the bar is 0.90 (not met)
+    assert overall["citation_precision"] >= 0.62
 
 
 def test_answer_floors(dev_report):
