@@ -306,20 +306,20 @@ class Ingestor:
         vectors, token_vectors = self.embedder.embed_texts_with_tokens(texts)
         report.embed_seconds += time.perf_counter() - t0
         report.tokens_embedded += sum(len(tokens.spans) for tokens in token_vectors)
-        tokens_of: dict[str, object] = {}
+        tokens_of: list = [None] * len(nodes)
         for i, vector, tokens in zip(order, vectors, token_vectors):
             nodes[i].embedding = vector
-            tokens_of[nodes[i].node_id] = tokens
+            tokens_of[i] = tokens
         if nodes:
             self.store.vector_store.add(nodes)
         # Sentence vectors before the commit point too: a committed article always has them.
         position, records, sentence_rows = 0, [], []
         for w, chunks in group:
-            mine = nodes[position : position + len(chunks)]
+            mine = slice(position, position + len(chunks))
             position += len(chunks)
             sentences = pool_sentence_vectors(
-                sentence_spans(w.article.text), chunks, [tokens_of[n.node_id] for n in mine],
-                [len(embed_text(n.metadata["title"], n.text)) - len(n.text) for n in mine],
+                sentence_spans(w.article.text), chunks, tokens_of[mine],
+                [len(embed_text(n.metadata["title"], n.text)) - len(n.text) for n in nodes[mine]],
             )
             by_chunk: dict[int, list] = {}
             for start, _, chunk, vector in sentences:

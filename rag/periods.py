@@ -52,7 +52,6 @@ class Periods:
         return bool(self.years or self.quarters)
 
 
-
 def periods_in(text: str) -> Periods:
     """Years and quarters named in ``text``: "Q3", "second quarter", "first half" (1 and 2), "first six
     months" (1 and 2), "three months to December" (4)."""

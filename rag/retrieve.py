@@ -197,8 +197,7 @@ class HybridRetriever:
                     p.dense_score = round(sims[p.chunk_id], 4)
         terms = self.tokenizer(query)
         for p in passages:
-            chunk_terms = bm25.chunk_terms.get(p.chunk_id) or frozenset(self.tokenizer(f"{p.title} {p.text}"))
-            p.coverage = round(bm25.coverage(terms, chunk_terms), 4)
+            p.coverage = round(bm25.coverage(terms, bm25.chunk_terms[p.chunk_id]), 4)  # passages are bm25 rows
             p.score = round(DENSE_WEIGHT * (p.dense_score or 0.0) + (1 - DENSE_WEIGHT) * p.coverage, 4)
         return sorted(passages, key=lambda p: -p.score)
 
