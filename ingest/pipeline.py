@@ -16,7 +16,10 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
+from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -37,6 +40,25 @@ TITLE_CHARS = 200  # the title is embedded with every chunk; longer titles are c
 TITLE_TOKEN_BUDGET = 64
 PENDING_PREFIX = "pending:"
 STALE_PENDING_SECONDS = 3600  # a pending batch of another host (or of a reused pid) is abandoned after this long
+
+
+def _writer_host() -> str:
+    """Where a process id means this process: the host name, plus the boot and the process-id namespace
+    (containers that share a host name do not share process ids, so their pids must not be compared)."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the host name alone
+        pass
+    return "/".join(parts)
+
+
+WRITER_HOST = _writer_host()
+# Pending batches this process is writing now. Another of its pending records is left by a write that failed
+# here, and is repaired like a dead process's.
+_IN_FLIGHT: set[str] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
 # Chunks embedded and committed together; RAG_INGEST_GROUP_CHUNKS overrides it (tests use small groups).
 GROUP_CHUNKS = int(os.environ.get("RAG_INGEST_GROUP_CHUNKS", "512"))
 
@@ -85,6 +107,16 @@ class _Work:
     article: Article
     root: str
     is_update: bool
+
+
+@dataclass
+class _EmbeddedGroup:
+    """A group of articles whose chunks are encoded and not yet written."""
+
+    pending_id: str
+    group: list[tuple[_Work, list[Chunk]]]
+    nodes: list[TextNode]
+    tokens_of: list  # each node's token vectors (rag.store.TokenVectors), by node position
 
 
 def article_id_for(path: Path, root: Path) -> str:
@@ -227,7 +259,7 @@ class Ingestor:
         got = self.store.meta.get(where={"kind": "pending"}, include=["metadatas"])
         repaired = 0
         for pending_id, meta in zip(got["ids"], got["metadatas"]):
-            if not _is_stale(meta):
+            if not _is_stale(pending_id, meta):
                 continue
             ids = json.loads(meta.get("article_ids", "[]"))
             committed = self.store.get_articles(ids)
@@ -267,33 +299,78 @@ class Ingestor:
             return
         planned = [(w, self._chunks_for(w.article)) for w in work]
         total = sum(len(chunks) for _, chunks in planned)
-        bar = tqdm(total=total, desc="embedding", unit="chunk", disable=not progress)
-        group: list[tuple[_Work, list[Chunk]]] = []
+        groups: list[list[tuple[_Work, list[Chunk]]]] = [[]]
         size = 0
-        try:
-            for item in planned:
-                group.append(item)
-                size += len(item[1])
-                if size >= self.group_chunks:
-                    self._commit_group(group, report, bar)
-                    group, size = [], 0
-            if group:
-                self._commit_group(group, report, bar)
-        finally:
-            bar.close()
+        for item in planned:
+            if size >= self.group_chunks:
+                groups.append([])
+                size = 0
+            groups[-1].append(item)
+            size += len(item[1])
+        bar = tqdm(total=total, desc="embedding", unit="chunk", disable=not progress)
+        # Group k is written to Chroma (and its sentence vectors pooled) by one writer thread while group k+1 is
+        # encoded: the encoder's matrix work releases the GIL, and the writes no longer add to the run's time.
+        # One write in flight at a time, and each group keeps the crash-safe write order within itself.
+        writing: Optional[Future] = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+            try:
+                for group in groups:
+                    embedded = self._embed_group(group, report)
+                    if writing is not None:
+                        try:
+                            writing.result()
+                        except BaseException:
+                            self._end(embedded.pending_id)  # nothing of this group was written
+                            raise
+                    writing = writer.submit(self._write_group, embedded, report, bar)
+                if writing is not None:
+                    writing.result()
+                    writing = None
+            finally:
+                if writing is not None:  # the encoder failed: let the group being written finish
+                    wait([writing])
+                bar.close()
 
     def _begin(self, ids: list[str]) -> str:
         """Write the pending record naming ``ids`` (step 1 of every write); returns its id."""
-        pending_id = f"{PENDING_PREFIX}{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        pending_id = f"{PENDING_PREFIX}{WRITER_HOST}:{os.getpid()}:{time.time_ns()}"
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.add(pending_id)
         self.store.meta.upsert(
             ids=[pending_id], embeddings=[[1.0]],
-            metadatas=[{"kind": "pending", "article_ids": json.dumps(ids), "host": socket.gethostname(),
+            metadatas=[{"kind": "pending", "article_ids": json.dumps(ids), "host": WRITER_HOST,
                         "pid": os.getpid(), "at": time.time()}],
         )
         return pending_id
 
-    def _commit_group(self, group: list[tuple[_Work, list[Chunk]]], report: IngestReport, bar) -> None:
+    def _end(self, pending_id: str) -> None:
+        """Remove the pending record of a batch that is complete (or of which nothing was written)."""
+        try:
+            self.store.meta.delete(ids=[pending_id])
+        finally:
+            _abandon(pending_id)
+
+    @contextmanager
+    def _batch(self, ids: list[str]):
+        """A write under a pending record: removed when the write completes, left for repair when it fails."""
+        pending_id = self._begin(ids)
+        try:
+            yield pending_id
+        except BaseException:
+            _abandon(pending_id)
+            raise
+        self._end(pending_id)
+
+    def _embed_group(self, group: list[tuple[_Work, list[Chunk]]], report: IngestReport) -> "_EmbeddedGroup":
+        """Step 1 of the write order (the pending record), then the chunks' vectors and token vectors."""
         pending_id = self._begin([w.article_id for w, _ in group])
+        try:
+            return self._embed_nodes(pending_id, group, report)
+        except BaseException:
+            self._end(pending_id)  # nothing of this group was written
+            raise
+
+    def _embed_nodes(self, pending_id: str, group: list[tuple[_Work, list[Chunk]]], report: IngestReport):
         nodes: list[TextNode] = []
         for w, chunks in group:
             title = self._embed_title(w.article.title)
@@ -310,6 +387,22 @@ class Ingestor:
         for i, vector, tokens in zip(order, vectors, token_vectors):
             nodes[i].embedding = vector
             tokens_of[i] = tokens
+        return _EmbeddedGroup(pending_id, group, nodes, tokens_of)
+
+    def _write_group(self, embedded: "_EmbeddedGroup", report: IngestReport, bar) -> None:
+        """Steps 2 to 4 of the write order for one embedded group: chunks, sentence vectors, the records
+        (the commit point), then the articles' older versions and the pending record."""
+        try:
+            self._write_nodes(embedded, report)
+        except BaseException:
+            _abandon(embedded.pending_id)  # what was written stays under the pending record, for repair
+            raise
+        self._end(embedded.pending_id)
+        report.chunks_written += len(embedded.nodes)
+        bar.update(len(embedded.nodes))
+
+    def _write_nodes(self, embedded: "_EmbeddedGroup", report: IngestReport) -> None:
+        group, nodes, tokens_of = embedded.group, embedded.nodes, embedded.tokens_of
         if nodes:
             self.store.vector_store.add(nodes)
         # Sentence vectors before the commit point too: a committed article always has them.
@@ -338,9 +431,6 @@ class Ingestor:
                 report.updated.append(w.article_id)
             else:
                 report.added.append(w.article_id)
-        self.store.meta.delete(ids=[pending_id])
-        report.chunks_written += len(nodes)
-        bar.update(len(nodes))
 
     def _embed_title(self, title: str) -> str:
         """The title as embedded with every chunk: at most TITLE_CHARS characters and TITLE_TOKEN_BUDGET tokens."""
@@ -380,21 +470,19 @@ class Ingestor:
         Under a pending record, so that a run killed between the two steps leaves no chunks behind (repair
         deletes the chunks of an article whose record is a duplicate).
         """
-        pending_id = self._begin([r.article_id for r in records])
-        self.store.put_articles(records)
-        for record in records:
-            old = previous.get(record.article_id)
-            if old is not None and not old.duplicate_of:
-                self.store.delete_chunks_of(record.article_id)
-        self.store.meta.delete(ids=[pending_id])
+        with self._batch([r.article_id for r in records]):
+            self.store.put_articles(records)
+            for record in records:
+                old = previous.get(record.article_id)
+                if old is not None and not old.duplicate_of:
+                    self.store.delete_chunks_of(record.article_id)
 
     def _delete_one(self, article_id: str) -> None:
         # Record first, then chunks, under a pending record: a kill in between leaves chunks that repair removes,
         # never a record without chunks that an unchanged file would then keep forever.
-        pending_id = self._begin([article_id])
-        self.store.delete_articles([article_id])
-        self.store.delete_chunks_of(article_id)
-        self.store.meta.delete(ids=[pending_id])
+        with self._batch([article_id]):
+            self.store.delete_articles([article_id])
+            self.store.delete_chunks_of(article_id)
 
     def _promote_orphaned_duplicates(self, report: IngestReport, progress: bool) -> None:
         """Duplicates whose stored copy was deleted or changed: the first becomes the stored copy."""
@@ -437,12 +525,19 @@ def embed_text(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-def _is_stale(meta: dict) -> bool:
-    """A pending batch whose writer is gone: a dead pid on this host, or too old (any host: pids get reused)."""
-    if meta.get("host") == socket.gethostname():
+def _abandon(pending_id: str) -> None:
+    with _IN_FLIGHT_LOCK:
+        _IN_FLIGHT.discard(pending_id)
+
+
+def _is_stale(pending_id: str, meta: dict) -> bool:
+    """A pending batch whose writer is gone: a dead pid on this host, a write of this process that failed, or
+    too old (any host: pids get reused)."""
+    if meta.get("host") == WRITER_HOST:
         pid = int(meta.get("pid", 0))
         if pid == os.getpid():
-            return False
+            with _IN_FLIGHT_LOCK:
+                return pending_id not in _IN_FLIGHT
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
