@@ -1,0 +1,147 @@
+"""Server mode: several processes sharing one index on a real Chroma server (``chroma run``).
+
+The server runs as its own process; ingestion runs in other processes (``python -m ingest``), and the
+answering pipeline in this one, all through Chroma's HTTP client. What the pipeline sees must follow every
+write of the other processes (BM25 rebuilt on the shared version token), and two writers at once must leave
+a consistent index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rag import Pipeline
+from tests.conftest import make_settings
+from tests.test_ingest import check_index, paragraph, write
+
+CHROMA_CLI = Path(sys.executable).with_name("chroma")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    """A Chroma server process on a free loopback port, persisting under a temporary folder."""
+    if not CHROMA_CLI.exists():
+        pytest.fail(f"the chroma command-line tool is missing beside {sys.executable}")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("chroma-server")
+    log = open(folder / "server.log", "wb")
+    proc = subprocess.Popen(
+        [str(CHROMA_CLI), "run", "--path", str(folder / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"chroma server did not start:\n{(folder / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def server_settings(chroma_server, tmp_path, request):
+    """Settings pointing at the server, with a collection of this test's own."""
+    name = "t" + hashlib.sha1(request.node.name.encode()).hexdigest()[:12]
+    return make_settings(tmp_path / "data", chroma_host="127.0.0.1", chroma_port=chroma_server, collection=name)
+
+
+def run_ingest(subprocess_env, settings, *args: str) -> subprocess.CompletedProcess:
+    """``python -m ingest`` in its own process, against the server of ``settings``."""
+    env = subprocess_env(
+        settings.data_dir, RAG_CHROMA_HOST=settings.chroma_host, RAG_CHROMA_PORT=str(settings.chroma_port),
+        RAG_COLLECTION=settings.collection, RAG_INGEST_GROUP_CHUNKS="16",
+    )
+    return subprocess.run([sys.executable, "-m", "ingest", "--quiet", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_app_process_follows_another_process_s_writes(server_settings, subprocess_env, embedder, tmp_path):
+    src = tmp_path / "src"
+    write(src / "harbour.txt", "Harbour expansion approved\n\nThe port authority approved a harbour expansion "
+          "that will add four new berths for container ships by 2027. " + paragraph("harbour", 6))
+    write(src / "orchard.txt", "Orchard harvest record\n\nApple growers in the valley picked a record 91,000 "
+          "tonnes this autumn, the growers' association said. " + paragraph("orchard", 6))
+    done = run_ingest(subprocess_env, server_settings, str(src))
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    pipeline = Pipeline(server_settings, embedder=embedder)
+    answer = pipeline.ask("How many tonnes did apple growers pick this autumn?")
+    assert not answer.abstained and answer.citations[0].article_id == "orchard.txt"
+    assert "91,000" in answer.citations[0].quote
+
+    # Another process replaces one article and deletes the other; this pipeline keeps running.
+    write(src / "harbour.txt", "Harbour expansion cancelled\n\nThe port authority cancelled the harbour "
+          "expansion after the shipping line Nordvik withdrew its funding of 240 million euros. "
+          + paragraph("harbour", 6))
+    done = run_ingest(subprocess_env, server_settings, str(src / "harbour.txt"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_ingest(subprocess_env, server_settings, "--delete", "orchard.txt")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    answer = pipeline.ask("Which shipping line withdrew its funding for the harbour expansion?")
+    assert not answer.abstained
+    cited = answer.citations[0]
+    assert cited.article_id == "harbour.txt" and "Nordvik" in cited.quote
+    text = pipeline.store.get_articles(["harbour.txt"], with_text=True)["harbour.txt"].text
+    assert text[cited.start_char_idx:cited.end_char_idx] == cited.quote
+    gone = pipeline.ask("How many tonnes did apple growers pick this autumn?")
+    assert all(p.article_id != "orchard.txt" for p in gone.passages)
+    assert all("four new berths" not in p.text for p in gone.passages)  # the replaced version is gone too
+    assert sorted(check_index(pipeline.store, embedder)) == ["harbour.txt"]
+
+
+def test_two_processes_ingesting_at_once_leave_one_consistent_index(
+    server_settings, subprocess_env, embedder, tmp_path, bbc_dir
+):
+    folders = []
+    for category in ("business", "sport"):
+        folder = tmp_path / category / category  # article ids "business/<file>", "sport/<file>"
+        folder.mkdir(parents=True)
+        for file in sorted((bbc_dir / category).glob("*.txt"))[:25]:
+            shutil.copyfile(file, folder / file.name)
+        folders.append(folder.parent)
+    env = subprocess_env(
+        server_settings.data_dir, RAG_CHROMA_HOST="127.0.0.1", RAG_CHROMA_PORT=str(server_settings.chroma_port),
+        RAG_COLLECTION=server_settings.collection, RAG_INGEST_GROUP_CHUNKS="16",
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "ingest", "--quiet", str(folder)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for folder in folders
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+
+    pipeline = Pipeline(server_settings, embedder=embedder)
+    records = check_index(pipeline.store, embedder)
+    assert len(records) == 50 and {a.split("/")[0] for a in records} == {"business", "sport"}
+    for article_id in ("business/001.txt", "sport/001.txt"):
+        record = pipeline.store.get_articles([article_id], with_text=True)[article_id]
+        answer = pipeline.ask(record.title)
+        assert answer.passages[0].article_id == article_id
