@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from typing import Any, Iterator
@@ -419,6 +421,39 @@ def test_llm_mode_in_the_browser(llm_app, browser):
         context.close()
     finally:
         llm_app.pipeline.llm.delay = 0.0
+        demo.close()
+
+
+def test_login_when_username_and_password_are_set(llm_app, browser):
+    from pydantic import SecretStr
+
+    settings = llm_app.settings.model_copy(
+        update={"username": "editor", "password": SecretStr("correct horse battery"), "port": _free_port()}
+    )
+    demo = ui.build_app(llm_app.pipeline)
+    ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        # Without a login the app does not even give out its configuration.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/config", timeout=10)
+        assert refused.value.code == 401
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_label("username").fill("editor")
+        page.get_by_label("password").fill("wrong password")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Incorrect Credentials").wait_for()
+        assert page.locator("#question textarea").count() == 0
+        page.get_by_label("username").fill("editor")  # a failed login clears the form
+        page.get_by_label("password").fill("correct horse battery")
+        page.get_by_role("button", name="Login").click()
+        page.locator("#question textarea").wait_for()
+        assert "correct horse battery" not in page.content()
+        context.close()
+    finally:
         demo.close()
 
 
