@@ -18,8 +18,8 @@ import os
 import socket
 import threading
 import time
-from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -365,12 +365,14 @@ class Ingestor:
         """Step 1 of the write order (the pending record), then the chunks' vectors and token vectors."""
         pending_id = self._begin([w.article_id for w, _ in group])
         try:
-            return self._embed_nodes(pending_id, group, report)
+            nodes, tokens_of = self._embed_nodes(group, report)
         except BaseException:
             self._end(pending_id)  # nothing of this group was written
             raise
+        return _EmbeddedGroup(pending_id, group, nodes, tokens_of)
 
-    def _embed_nodes(self, pending_id: str, group: list[tuple[_Work, list[Chunk]]], report: IngestReport):
+    def _embed_nodes(self, group: list[tuple[_Work, list[Chunk]]], report: IngestReport) -> tuple[list[TextNode], list]:
+        """The group's chunks as nodes carrying their vectors, and each node's token vectors."""
         nodes: list[TextNode] = []
         for w, chunks in group:
             title = self._embed_title(w.article.title)
@@ -387,7 +389,7 @@ class Ingestor:
         for i, vector, tokens in zip(order, vectors, token_vectors):
             nodes[i].embedding = vector
             tokens_of[i] = tokens
-        return _EmbeddedGroup(pending_id, group, nodes, tokens_of)
+        return nodes, tokens_of
 
     def _write_group(self, embedded: "_EmbeddedGroup", report: IngestReport, bar) -> None:
         """Steps 2 to 4 of the write order for one embedded group: chunks, sentence vectors, the records

@@ -70,14 +70,18 @@ def server_settings(chroma_server, tmp_path, request):
     return make_settings(tmp_path / "data", chroma_host="127.0.0.1", chroma_port=chroma_server, collection=name)
 
 
-def run_ingest(subprocess_env, settings, *args: str) -> subprocess.CompletedProcess:
-    """``python -m ingest`` in its own process, against the server of ``settings``."""
-    env = subprocess_env(
+def server_env(subprocess_env, settings) -> dict:
+    """Environment for a ``python -m ingest`` child using the server and collection of ``settings``."""
+    return subprocess_env(
         settings.data_dir, RAG_CHROMA_HOST=settings.chroma_host, RAG_CHROMA_PORT=str(settings.chroma_port),
         RAG_COLLECTION=settings.collection, RAG_INGEST_GROUP_CHUNKS="16",
     )
-    return subprocess.run([sys.executable, "-m", "ingest", "--quiet", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+
+
+def run_ingest(subprocess_env, settings, *args: str) -> subprocess.CompletedProcess:
+    """``python -m ingest`` in its own process, against the server of ``settings``."""
+    return subprocess.run([sys.executable, "-m", "ingest", "--quiet", *args],
+                          env=server_env(subprocess_env, settings), capture_output=True, text=True, timeout=300)
 
 
 def test_app_process_follows_another_process_s_writes(server_settings, subprocess_env, embedder, tmp_path):
@@ -125,10 +129,7 @@ def test_two_processes_ingesting_at_once_leave_one_consistent_index(
         for file in sorted((bbc_dir / category).glob("*.txt"))[:25]:
             shutil.copyfile(file, folder / file.name)
         folders.append(folder.parent)
-    env = subprocess_env(
-        server_settings.data_dir, RAG_CHROMA_HOST="127.0.0.1", RAG_CHROMA_PORT=str(server_settings.chroma_port),
-        RAG_COLLECTION=server_settings.collection, RAG_INGEST_GROUP_CHUNKS="16",
-    )
+    env = server_env(subprocess_env, server_settings)
     procs = [
         subprocess.Popen([sys.executable, "-m", "ingest", "--quiet", str(folder)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
