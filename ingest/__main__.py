@@ -10,6 +10,11 @@ import sys
 from ingest.pipeline import open_ingestor
 from rag.settings import get_settings
 
+RERUN_HINT = (
+    "Articles committed before this point are kept and nothing half-written is visible; run the same "
+    "command again to finish (it cleans up the interrupted batch)."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingest", description="Ingest news articles into the index.")
@@ -29,6 +34,27 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # clear message for an unusable index or model, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        status = _delete_and_ingest(ingestor, args)
+    except KeyboardInterrupt:
+        print("interrupted: " + RERUN_HINT, file=sys.stderr)
+        return 130
+    except Exception as exc:  # a store or model failure mid-run: one clear line, the details in the log
+        print(f"error: ingestion stopped: {type(exc).__name__}: {exc}\n{RERUN_HINT}", file=sys.stderr)
+        return 2
+    if args.list:
+        records = ingestor.store.all_articles()
+        if args.json:
+            print(json.dumps([{k: v for k, v in r.__dict__.items() if k != "text"} for r in records], indent=2))
+        else:
+            for r in records:
+                dup = f"  (duplicate of {r.duplicate_of})" if r.duplicate_of else ""
+                print(f"{r.article_id}\t{r.title[:60]}\t{r.chunks} chunks\t{r.ingested_at}{dup}")
+            print(f"{len(records)} articles")
+    return status
+
+
+def _delete_and_ingest(ingestor, args) -> int:
     status = 0
     for article_id in args.delete:
         if ingestor.delete(article_id):
@@ -48,15 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             for warning in report.warnings:
                 print(f"warning: {warning}")
             print(report.summary())
-    if args.list:
-        records = ingestor.store.all_articles()
-        if args.json:
-            print(json.dumps([{k: v for k, v in r.__dict__.items() if k != "text"} for r in records], indent=2))
-        else:
-            for r in records:
-                dup = f"  (duplicate of {r.duplicate_of})" if r.duplicate_of else ""
-                print(f"{r.article_id}\t{r.title[:60]}\t{r.chunks} chunks\t{r.ingested_at}{dup}")
-            print(f"{len(records)} articles")
     return status
 
 

@@ -405,8 +405,7 @@ class Ingestor:
 
     def _write_nodes(self, embedded: "_EmbeddedGroup", report: IngestReport) -> None:
         group, nodes, tokens_of = embedded.group, embedded.nodes, embedded.tokens_of
-        if nodes:
-            self.store.vector_store.add(nodes)
+        self.store.add_chunks(nodes)
         # Sentence vectors before the commit point too: a committed article always has them.
         position, records, sentence_rows = 0, [], []
         for w, chunks in group:

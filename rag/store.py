@@ -302,9 +302,20 @@ class Store:
         return token
 
     # --- articles ---------------------------------------------------------------------------------
+    def batch_size(self) -> int:
+        """How many records one Chroma write may carry (Chroma refuses larger batches)."""
+        return max(1, min(1000, self.client.get_max_batch_size()))
+
+    def add_chunks(self, nodes: list) -> None:
+        """Write chunk nodes (with their embeddings) through LlamaIndex's ChromaVectorStore, in batches Chroma
+        accepts (one long article can have more chunks than one batch may carry)."""
+        step = self.batch_size()
+        for i in range(0, len(nodes), step):
+            self.vector_store.add(nodes[i : i + step])
+
     def put_articles(self, records: list[ArticleRecord]) -> None:
         """Write article records (the commit point for their chunks)."""
-        step = max(1, min(1000, self.client.get_max_batch_size()))  # Chroma refuses oversized batches
+        step = self.batch_size()
         for i in range(0, len(records), step):
             batch = records[i : i + step]
             self.articles.upsert(
@@ -351,7 +362,7 @@ class Store:
         """Store sentence vectors, a record per chunk: (article id, content hash, chunk index, [(start, vector)])."""
         import numpy as np
 
-        step = max(1, min(1000, self.client.get_max_batch_size()))
+        step = self.batch_size()
         for i in range(0, len(rows), step):
             batch = rows[i : i + step]
             self.sentences.upsert(

@@ -32,35 +32,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory):
-    """A Chroma server process on a free loopback port, persisting under a temporary folder."""
+def start_chroma_server(folder: Path, port: int = 0) -> tuple[subprocess.Popen, int]:
+    """A Chroma server process on loopback (a free port unless given), persisting under ``folder``, once it
+    answers."""
     if not CHROMA_CLI.exists():
         pytest.fail(f"the chroma command-line tool is missing beside {sys.executable}")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("chroma-server")
-    log = open(folder / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(CHROMA_CLI), "run", "--path", str(folder / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    port = port or free_port()
+    with open(folder / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [str(CHROMA_CLI), "run", "--path", str(folder / "db"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
-                break
+                return proc, port
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"chroma server did not start:\n{(folder / 'server.log').read_text()[-2000:]}")
             time.sleep(0.3)
-    yield port
+
+
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    """The port of a Chroma server process shared by this module's tests."""
+    proc, port = start_chroma_server(tmp_path_factory.mktemp("chroma-server"))
+    yield port
+    stop(proc)
 
 
 @pytest.fixture
@@ -146,3 +155,49 @@ def test_two_processes_ingesting_at_once_leave_one_consistent_index(
         record = pipeline.store.get_articles([article_id], with_text=True)[article_id]
         answer = pipeline.ask(record.title)
         assert answer.passages[0].article_id == article_id
+
+
+def test_server_going_away_mid_ingest_is_one_clear_error_then_a_rerun_finishes(
+    subprocess_env, embedder, tmp_path, bbc_dir
+):
+    folder = tmp_path / "server"
+    folder.mkdir()
+    proc, port = start_chroma_server(folder)
+    src = tmp_path / "src" / "tech"
+    src.mkdir(parents=True)
+    files = sorted((bbc_dir / "tech").glob("*.txt"))[:40]
+    for file in files:
+        shutil.copyfile(file, src / file.name)
+    settings = make_settings(tmp_path / "data", chroma_host="127.0.0.1", chroma_port=port, collection="gone")
+    ingest = subprocess.Popen([sys.executable, "-m", "ingest", "--quiet", str(src.parent)],
+                              env=server_env(subprocess_env, settings), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        store = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ingest.poll() is None:  # until the first group is committed
+            try:
+                store = store or Pipeline(settings, embedder=embedder).store
+                if store.articles.count() > 0:
+                    break
+            except Exception:
+                pass  # the collection is not there yet
+            time.sleep(0.2)
+        stop(proc)  # the server goes away mid-run
+        out, err = ingest.communicate(timeout=300)
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+    assert ingest.returncode == 2, (out, err)
+    assert "error: ingestion stopped" in err and "run the same command again" in err
+    assert "Traceback" not in err
+
+    # The same server back on its data: the re-run repairs the interrupted batch and finishes.
+    proc, _ = start_chroma_server(folder, port)
+    try:
+        done = run_ingest(subprocess_env, settings, str(src.parent))
+        assert done.returncode == 0, done.stderr[-2000:]
+        records = check_index(Pipeline(settings, embedder=embedder).store, embedder)
+        assert len(records) == len(files)
+    finally:
+        stop(proc)

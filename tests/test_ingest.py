@@ -331,6 +331,18 @@ def test_non_utf8_text_is_decoded_with_a_warning_naming_the_file(store, embedder
     assert "naïve plan to charge £3 for a café crème" in record.text and "señor" in record.text
 
 
+def test_article_with_more_chunks_than_one_chroma_batch(settings_factory, store_factory, embedder, tmp_path):
+    """A long article is written in batches Chroma accepts (a 9 MB one-line file once failed here)."""
+    store = store_factory(settings_factory("small-chunks", chunk_tokens=16, chunk_overlap=0))
+    limit = store.client.get_max_batch_size()
+    words = " ".join(f"w{i % 997}" for i in range(limit * 8))  # about 8 words (16 word pieces) a chunk
+    write(tmp_path / "src" / "long.txt", "A very long article\n\n" + words)
+    report = ingestor_for(store).ingest([tmp_path / "src"], progress=False)
+    assert report.added == ["long.txt"] and report.chunks_written > limit
+    records = check_index(store, embedder)
+    assert records["long.txt"].chunks == report.chunks_written
+
+
 def test_long_title_and_repeated_text_fit_the_encoder(store, embedder, tmp_path):
     """A title of hundreds of tokens is cut to fit; repeated passages still get exact, covering spans."""
     cjk_title = "".join(chr(0x4E00 + (i * 37) % 20000) for i in range(250))  # one token per character
