@@ -259,6 +259,26 @@ def test_bm25_follows_deletes_and_adds(pipeline, tmp_path):
     assert all(p.article_id != article.name for p in after.passages)
 
 
+def test_unpunctuated_article_quotes_a_bounded_exact_span(pipeline, tmp_path):
+    """A one-line article without sentence punctuation (a transcript, a scraped table) is not one huge
+    sentence: the quote is a short exact span around the answer."""
+    from rag.sentences import MAX_SENTENCE_CHARS
+
+    filler = " ".join(f"the harbour board discussed agenda item {i} and moved on" for i in range(300))
+    fact = "the Quorvik lighthouse keeper Hilde Amsel retired after 41 years of service"
+    article = tmp_path / "harbour-board-minutes.txt"
+    article.write_text(f"Harbour board minutes\n\n{filler} {fact} {filler}\n")
+    pipeline.ingestor.ingest([article], progress=False)
+    try:
+        answer = pipeline.ask("After how many years of service did the Quorvik lighthouse keeper retire?")
+        assert answer.citations and answer.citations[0].article_id == article.name
+        quote = answer.citations[0].quote
+        assert "41 years" in quote and len(quote) <= MAX_SENTENCE_CHARS
+        assert_spans_exact(pipeline, answer)
+    finally:
+        pipeline.ingestor.delete(article.name)
+
+
 # --- LLM mode with a scripted LlamaIndex LLM --------------------------------------------------------------
 class ScriptedLLM(CustomLLM):
     """A deterministic LlamaIndex LLM that replies with a fixed script (streams it word by word)."""
