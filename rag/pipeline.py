@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -226,7 +227,10 @@ class Pipeline:
     def _clean_question(self, question) -> tuple[str, list[str]]:
         if not isinstance(question, str):
             raise InvalidQuestion("The question must be text.")
-        question = " ".join(question.split())
+        # Control and format characters (NUL, zero-width spaces, direction marks) are dropped: invisible, they
+        # would otherwise make an empty-looking question into one.
+        question = " ".join("".join(ch for ch in question if unicodedata.category(ch) not in ("Cc", "Cf")
+                                    or ch.isspace()).split())
         if not question:
             raise InvalidQuestion("Please type a question.")
         notes = []

@@ -200,7 +200,7 @@ def test_answer_type_detection():
 
 
 # --- awkward questions ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("question", ["", "   \n\t "])
+@pytest.mark.parametrize("question", ["", "   \n\t ", "\u200b \u200b\u2060", "\x00\x01\x7f"])
 def test_empty_question_is_a_clear_error(pipeline, question):
     with pytest.raises(InvalidQuestion, match="type a question"):
         pipeline.ask(question)
