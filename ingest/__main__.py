@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: " + RERUN_HINT, file=sys.stderr)
         return 130
-    except Exception as exc:  # a store or model failure mid-run: one clear line, the details in the log
+    except Exception as exc:  # a store or model failure mid-run: one clear line, no traceback
         print(f"error: ingestion stopped: {type(exc).__name__}: {exc}\n{RERUN_HINT}", file=sys.stderr)
         return 2
     if args.list:
