@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from rag.periods import Periods, contradicts, matches, periods_in, question_periods
-from rag.retrieve import BM25Index
+from rag.retrieve import WORD, BM25Index
 from rag.sentences import expand_to_sentences, sentence_spans
 from rag.store import Embedder
 from rag.types import Citation, Passage
@@ -145,15 +145,7 @@ def answer_spans(sentence: str, kind: str, question: str) -> list[tuple[int, int
     return spans
 
 
-_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*", re.I)
 PROXIMITY_WORDS = 6  # question terms this many words either side of an answer-like span count as near it
-
-
-def question_weights(question_terms: list[str], bm25: BM25Index) -> dict[str, float]:
-    """The question's terms weighted by idf, summing to 1."""
-    weights = {t: bm25.idf(t) for t in set(question_terms)}
-    total = sum(weights.values()) or 1.0
-    return {t: w / total for t, w in weights.items()}
 
 
 def proximity(sentence: str, spans: list[tuple[int, int, float]], weights: dict[str, float], stem) -> float:
@@ -164,7 +156,7 @@ def proximity(sentence: str, spans: list[tuple[int, int, float]], weights: dict[
     """
     if not spans or not weights:
         return 0.0
-    words = list(_WORD.finditer(sentence))
+    words = list(WORD.finditer(sentence))
     starts = [m.start() for m in words]
     stems: list[Optional[str]] = [None] * len(words)
     best = 0.0
@@ -240,17 +232,18 @@ def candidate_sentences(
     ``sentences``: the sentence spans of articles as stored at ingest (others are split here).
     """
     q_terms = bm25.tokenizer(question)
-    weights = question_weights(q_terms, bm25)
+    weights = bm25.question_weights(q_terms)
     kind = answer_type(question)
     asked = question_periods(question)
     # Sentences are split once per article, over the lines that hold all of its passages.
+    lines = {
+        index: _candidate_lines(articles[p.article_id], p)
+        for index, p in enumerate(passages) if p.article_id in articles
+    }
     ranges: dict[str, tuple[int, int]] = {}
-    for passage in passages:
-        text = articles.get(passage.article_id)
-        if text is not None:
-            a, b = _candidate_lines(text, passage)
-            known = ranges.get(passage.article_id, (a, b))
-            ranges[passage.article_id] = (min(a, known[0]), max(b, known[1]))
+    for index, (a, b) in lines.items():
+        known = ranges.get(passages[index].article_id, (a, b))
+        ranges[passages[index].article_id] = (min(a, known[0]), max(b, known[1]))
     sentences = sentences or {}
     sentences_of = {
         aid: [(s, e) for s, e, *_ in sentences[aid] if a <= s < b] if sentences.get(aid) is not None
@@ -258,12 +251,10 @@ def candidate_sentences(
         for aid, (a, b) in ranges.items()
     }
     seen: dict[tuple[str, int], Candidate] = {}
-    for index, passage in enumerate(passages):
-        if passage.article_id not in sentences_of:
-            continue
+    for index, (first, last) in lines.items():
+        passage = passages[index]
         text = articles[passage.article_id]
         article = bm25.coverage(q_terms, bm25.article_terms.get(passage.article_id, set()))
-        first, last = _candidate_lines(text, passage)
         previous_periods = Periods()
         for s, e in sentences_of[passage.article_id]:
             if s < first:

@@ -33,7 +33,7 @@ DENSE_WEIGHT = 0.5  # rerank score = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) 
 QUESTION_WORDS = frozenset(
     "what which who whom whose when where why how did does do many much according roughly approximately".split()
 )
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*", re.I)
+WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*", re.I)  # a word as BM25 and keyword scoring see it
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Tokenizer:
 
     def words(self, text: str) -> list[str]:
         """Lower-cased word tokens of ``text`` with stop words removed (numbers kept whole: 1.75bn, 3,000)."""
-        return [t for t in (m.group(0).lower() for m in _TOKEN.finditer(text)) if t not in self.stopwords]
+        return [t for t in (m.group(0).lower() for m in WORD.finditer(text)) if t not in self.stopwords]
 
     def stem(self, word: str) -> str:
         stemmed = self._cache.get(word)
@@ -97,13 +97,15 @@ class BM25Index:
         """Smoothed inverse document frequency of a stemmed term (unknown terms get the maximum)."""
         return math.log(1 + (self.n_docs - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
 
-    def coverage(self, question_terms: list[str], text_terms: set[str]) -> float:
-        """Idf-weighted share of the (stemmed) question terms present in ``text_terms``."""
-        if not question_terms:
-            return 0.0
+    def question_weights(self, question_terms: list[str]) -> dict[str, float]:
+        """The (stemmed) question terms weighted by idf, summing to 1."""
         weights = {t: self.idf(t) for t in set(question_terms)}
         total = sum(weights.values()) or 1.0
-        return sum(w for t, w in weights.items() if t in text_terms) / total
+        return {t: w / total for t, w in weights.items()}
+
+    def coverage(self, question_terms: list[str], text_terms: set[str]) -> float:
+        """Idf-weighted share of the (stemmed) question terms present in ``text_terms``."""
+        return sum(w for t, w in self.question_weights(question_terms).items() if t in text_terms)
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(row index, score) of the best ``k`` chunks for ``query``."""

@@ -146,11 +146,11 @@ def test_answer_type_forms():
 
 
 def test_proximity_prefers_the_answer_beside_the_question_words(pipeline):
-    from rag.answer import answer_spans, proximity, question_weights
+    from rag.answer import answer_spans, proximity
 
     bm25 = pipeline.retriever.bm25()
     question = "Who is the chief executive of Euronext?"
-    weights = question_weights(bm25.tokenizer(question), bm25)
+    weights = bm25.question_weights(bm25.tokenizer(question))
 
     def near(sentence):
         return proximity(sentence, answer_spans(sentence, "name", question), weights, bm25.tokenizer.stem)
