@@ -7,6 +7,8 @@ Everything is real (embedding model, Chroma on disk); nothing is mocked. Setting
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +25,23 @@ def make_settings(data_dir: Path, **overrides):
     fields = {"data_dir": data_dir, "chroma_path": None, "chroma_host": None, "collection": "news"}
     fields.update(overrides)
     return Settings(_env_file=None, **fields)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Terminate a server process started by a test, killing it if it does not exit within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,10 @@ from pathlib import Path
 import pytest
 
 from rag import Pipeline
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings, stop_process
 from tests.test_ingest import check_index, paragraph, write
 
 CHROMA_CLI = Path(sys.executable).with_name("chroma")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_chroma_server(folder: Path, port: int = 0) -> tuple[subprocess.Popen, int]:
@@ -55,21 +48,12 @@ def start_chroma_server(folder: Path, port: int = 0) -> tuple[subprocess.Popen, 
             time.sleep(0.3)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
     """The port of a Chroma server process shared by this module's tests."""
     proc, port = start_chroma_server(tmp_path_factory.mktemp("chroma-server"))
     yield port
-    stop(proc)
+    stop_process(proc)
 
 
 @pytest.fixture
@@ -183,7 +167,7 @@ def test_server_going_away_mid_ingest_is_one_clear_error_then_a_rerun_finishes(
             except Exception:
                 pass  # the collection is not there yet
             time.sleep(0.2)
-        stop(proc)  # the server goes away mid-run
+        stop_process(proc)  # the server goes away mid-run
         out, err = ingest.communicate(timeout=300)
     finally:
         if ingest.poll() is None:
@@ -200,4 +184,4 @@ def test_server_going_away_mid_ingest_is_one_clear_error_then_a_rerun_finishes(
         records = check_index(Pipeline(settings, embedder=embedder).store, embedder)
         assert len(records) == len(files)
     finally:
-        stop(proc)
+        stop_process(proc)

@@ -26,7 +26,7 @@ import pytest
 from ingest import Ingestor, delete_article
 from ingest.pipeline import PENDING_PREFIX, embed_text
 from rag.sentences import sentence_spans
-from rag.store import Store
+from rag.store import Store, chunk_id
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
@@ -56,8 +56,8 @@ def chunks_by_article(store: Store) -> dict[str, list[tuple[str, str, dict]]]:
     """article id -> [(chunk id, document, metadata)] sorted by chunk index."""
     out: dict[str, list] = defaultdict(list)
     for page in store.all_chunks():
-        for chunk_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
-            out[meta["article_id"]].append((chunk_id, doc, meta))
+        for stored_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+            out[meta["article_id"]].append((stored_id, doc, meta))
     for rows in out.values():
         rows.sort(key=lambda r: r[2]["chunk"])
     return dict(out)
@@ -107,10 +107,10 @@ def check_index(store: Store, embedder) -> dict:
         assert rows, f"{article_id} has no chunks"
         text = texts[article_id]
         covered = bytearray(len(text))
-        for chunk_id, doc, meta in rows:
+        for stored_id, doc, meta in rows:
             start, end = int(meta["start"]), int(meta["end"])
-            assert text[start:end] == doc, f"{chunk_id}: span [{start}:{end}] does not match its text"
-            assert chunk_id == f"{article_id}#{record.sha256[:16]}#{meta['chunk']}"
+            assert text[start:end] == doc, f"{stored_id}: span [{start}:{end}] does not match its text"
+            assert stored_id == f"{article_id}#{record.sha256[:16]}#{meta['chunk']}"
             covered[start:end] = b"\x01" * (end - start)
             token_texts.append(embed_text(meta["title"], doc))
         missed = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
@@ -249,7 +249,7 @@ def test_sentence_vectors_are_pooled_from_the_chunk_encoding(store, embedder, tm
     text = store.get_articles(["mixed.txt"], with_text=True)["mixed.txt"].text
     spans = {text[a:b]: a for a, b in sentence_spans(text)}
     holder = {start: chunk for start, _, chunk in record.sentences}
-    vectors = store.sentence_vectors([f"mixed.txt#{record.sha256[:16]}#{holder[spans[s]]}" for s in sentences])
+    vectors = store.sentence_vectors([chunk_id("mixed.txt", record.sha256, holder[spans[s]]) for s in sentences])
     assert all(("mixed.txt", spans[s]) in vectors for s in sentences)
 
     # Meaning: each question is closest to the sentence that answers it.

@@ -39,6 +39,7 @@ from rag.pipeline import Pipeline
 from rag.prompt import FENCE_CLOSE, FENCE_OPEN, SYSTEM_PROMPT, user_prompt
 from rag.settings import PROJECT_ROOT, Settings
 from rag.types import Answer, Passage
+from tests.conftest import free_port
 
 CORPUS = PROJECT_ROOT / "corpus"
 QUESTION = "Who holds the majority stake?"
@@ -95,12 +96,6 @@ def make_pipeline(index_dir: Path, embedder, **overrides) -> Pipeline:
     values = dict(data_dir=index_dir, answer_mode="llm", llm_max_tokens=64, llm_threads=1, top_k=3)
     values.update(overrides)
     return Pipeline(settings(**values), embedder=embedder)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_citations_valid(pipeline: Pipeline, answer: Answer) -> None:

@@ -25,6 +25,7 @@ from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 import ui
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from tests.conftest import free_port, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -44,12 +45,6 @@ UPLOAD_TEXT = (
     "The Zephyria solar farm has a capacity of 740 megawatts, enough for 310,000 homes. "
     "Engineers tagged the panels <b>not bold</b> & <img src=x onerror=\"window.__pwned=1\"> for testing.\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
@@ -76,7 +71,7 @@ def server(tmp_path_factory):
     shutil.copy(ROOT / "corpus" / SEED_ID, corpus / SEED_ID)
     for name in ("001.txt", "002.txt", "003.txt"):
         shutil.copy(BBC / name, corpus / f"bbc-business-{name}")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(
         RAG_DATA_DIR=str(base / "data"), RAG_CORPUS_DIR=str(corpus), RAG_HOST="127.0.0.1", RAG_PORT=str(port),
@@ -90,12 +85,7 @@ def server(tmp_path_factory):
         _wait_for_port(port, proc, log)
         yield {"url": f"http://127.0.0.1:{port}", "data": base / "data", "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +102,21 @@ def browser():
     pw.stop()
 
 
-@pytest.fixture
-def page(browser, server):
+def open_page(browser, url: str):
+    """A page of its own browser context (so its own Gradio session) at ``url``; close its ``.context``."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(server["url"])
+    page.goto(url)
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    page = open_page(browser, server["url"])
     page.wait_for_selector("#question textarea")
     yield page
-    context.close()
+    page.context.close()
 
 
 def ask(page, question: str) -> None:
@@ -201,16 +197,13 @@ def test_answer_with_citation_viewer_and_follow_up(page, tmp_path):
 
 
 def test_each_browser_session_has_its_own_conversation(page, browser, server):
-    other_context = browser.new_context(viewport={"width": 1280, "height": 800})
-    other = other_context.new_page()
-    other.set_default_timeout(60_000)
-    other.goto(server["url"])
+    other = open_page(browser, server["url"])
     other.wait_for_selector("#question textarea")
     ask(page, QUESTION)
     ask(other, UNANSWERABLE)
     assert page.locator("#chat .answer").count() == 1 and "51%" in last_answer(page).inner_text()
     assert other.locator("#chat .answer").count() == 1 and "Not found" in last_answer(other).inner_text()
-    other_context.close()
+    other.context.close()
 
 
 def test_abstention_shows_related_passages_not_citations(page):
@@ -364,7 +357,7 @@ def llm_app(tmp_path_factory, embedder):
     shutil.copy(ROOT / "corpus" / SEED_ID, corpus / SEED_ID)
     settings = Settings(
         data_dir=base / "data", corpus_dir=corpus, llm="llamacpp", answer_mode="llm", host="127.0.0.1",
-        port=_free_port(), max_upload_mb=0.001, share=False, username=None, password=None,
+        port=free_port(), max_upload_mb=0.001, share=False, username=None, password=None,
     )
     pipe = Pipeline(settings, llm=ScriptedLLM(reply=LLM_REPLY), embedder=embedder)
     pipe.ensure_corpus(progress=False)
@@ -398,10 +391,7 @@ def test_llm_mode_in_the_browser(llm_app, browser):
     demo = ui.build_app(llm_app.pipeline)
     ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(f"http://127.0.0.1:{settings.port}")
+        page = open_page(browser, f"http://127.0.0.1:{settings.port}")
         page.get_by_role("tab", name="Settings").click()
         assert page.locator("#answer-mode input[type=radio]").count() == 2
         assert page.locator("#answer-mode input[value=llm]").is_checked()
@@ -418,7 +408,7 @@ def test_llm_mode_in_the_browser(llm_app, browser):
         assert "Moon" in page.locator("#chat .answer .unsupported").inner_text()
         assert "unsupported" in page.locator("#chat .answer .unsupported-flag").inner_text()
         assert page.locator("#chat .answer a.cite-marker").count() >= 1
-        context.close()
+        page.context.close()
     finally:
         llm_app.pipeline.llm.delay = 0.0
         demo.close()
@@ -428,7 +418,7 @@ def test_login_when_username_and_password_are_set(llm_app, browser):
     from pydantic import SecretStr
 
     settings = llm_app.settings.model_copy(
-        update={"username": "editor", "password": SecretStr("correct horse battery"), "port": _free_port()}
+        update={"username": "editor", "password": SecretStr("correct horse battery"), "port": free_port()}
     )
     demo = ui.build_app(llm_app.pipeline)
     ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
@@ -438,10 +428,7 @@ def test_login_when_username_and_password_are_set(llm_app, browser):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}/config", timeout=10)
         assert refused.value.code == 401
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(url)
+        page = open_page(browser, url)
         page.get_by_label("username").fill("editor")
         page.get_by_label("password").fill("wrong password")
         page.get_by_role("button", name="Login").click()
@@ -452,7 +439,7 @@ def test_login_when_username_and_password_are_set(llm_app, browser):
         page.get_by_role("button", name="Login").click()
         page.locator("#question textarea").wait_for()
         assert "correct horse battery" not in page.content()
-        context.close()
+        page.context.close()
     finally:
         demo.close()
 
