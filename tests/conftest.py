@@ -15,7 +15,32 @@ from typing import Callable
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BBC_DIR = (REPO_ROOT / ".." / "shared" / "data" / "bbc").resolve()
+# The small corpus written for the tests (no third-party text): news-style articles with near-duplicates,
+# an HTML, a PDF and a cp1252 file, and a question set over them (two unanswerable).
+TEST_CORPUS = REPO_ROOT / "tests" / "data" / "news"
+TEST_QUESTIONS = REPO_ROOT / "tests" / "data" / "news_qa.jsonl"
+
+
+def eval_data_dir() -> Path:
+    """Where the large evaluation corpora live: the one ``eval_data`` setting (``RAG_EVAL_DATA``)."""
+    from rag.settings import Settings
+
+    return Settings(_env_file=None).eval_data
+
+
+def require_eval_data(*parts: str) -> Path:
+    """``eval_data/<parts>`` if it exists; else skip with one line saying what is missing and how to point at it.
+
+    With ``RAG_REQUIRE_EVAL_DATA=1`` (set by ``.ci/run`` when the data is there) a missing path fails the test
+    instead, so CI never passes by silently skipping the quality runs.
+    """
+    path = eval_data_dir().joinpath(*parts)
+    if path.exists():
+        return path
+    message = f"evaluation data not found: {path} (set RAG_EVAL_DATA to the folder holding bbc/ and realtimeqa/)"
+    if os.environ.get("RAG_REQUIRE_EVAL_DATA") == "1":
+        pytest.fail(message + "; RAG_REQUIRE_EVAL_DATA=1 requires it")
+    pytest.skip(message)
 
 
 def make_settings(data_dir: Path, **overrides):
@@ -93,10 +118,14 @@ def store(tmp_settings, store_factory):
 
 @pytest.fixture(scope="session")
 def bbc_dir() -> Path:
-    """The shared BBC corpus (read-only; never copy it into the repository)."""
-    if not (BBC_DIR / "sport").is_dir():
-        pytest.skip(f"BBC corpus not found at {BBC_DIR}")
-    return BBC_DIR
+    """The BBC evaluation corpus (read-only; never copy it into the repository), or a skip saying it is missing."""
+    return require_eval_data("bbc", "sport").parent
+
+
+@pytest.fixture(scope="session")
+def test_corpus() -> Path:
+    """The repository's own small test corpus (read-only: copy it before changing files)."""
+    return TEST_CORPUS
 
 
 @pytest.fixture
