@@ -246,7 +246,7 @@ def cmd_models(args) -> int:
         print(f"models folder: {settings.models_dir}")
         for spec, status, path in rows:
             default = " (default)" if spec.name == settings.llm_model else ""
-            print(f"  {spec.name + default:<30} {_size(spec.size):>10}  {status:<15} {path or spec.file_name}")
+            print(f"  {spec.name + default:<30} {_size(spec.size):>10}  {status:<20} {path or spec.file_name}")
         print(f"llama.cpp (RAG_LLM=llamacpp) loads: {models.resolve_gguf(settings) or 'no GGUF model'}")
         bad = [spec.name for spec, status, _ in rows if status.startswith("CORRUPT")]
         if bad:

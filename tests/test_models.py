@@ -214,6 +214,15 @@ def test_stale_leftovers_are_removed_and_an_unstamped_file_is_rechecked(env, tin
     assert code == 0 and "verified (re-hashed)" in out
 
 
+def test_one_install_at_a_time_per_folder(env, tiny):
+    spec, source = tiny
+    env.mkdir(parents=True)
+    with models._locked(env):  # as another process's install would hold it
+        with pytest.raises(InstallError, match="another install is running in"):
+            models.install(spec, env, from_path=source, progress=False, say=lambda m: None)
+    assert models.install(spec, env, from_path=source, progress=False, say=lambda m: None).is_file()
+
+
 # --- no usable source -------------------------------------------------------------------------------------
 def test_every_source_failing_says_why_each_and_exits_2(env, tiny, tmp_path, capsys):
     empty = tmp_path / "no-wheels"
