@@ -1,4 +1,4 @@
-"""The rag pipeline on a real index (seed article + a few BBC articles), real model, real Chroma on disk."""
+"""The rag pipeline on a real index (seed article + the test corpus), real model, real Chroma on disk."""
 
 from __future__ import annotations
 
@@ -16,21 +16,20 @@ from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 from rag import Answer, InvalidQuestion, Pipeline
 from rag.answer import ABSTAIN_TEXT, answer_type
 from rag.settings import PROJECT_ROOT, Settings
+from tests.conftest import TEST_CORPUS
 
-BBC = PROJECT_ROOT.parent / "shared" / "data" / "bbc"
 SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
 MAJORITY = "CATL will hold a majority stake of 51%, followed by BAIC with 39% and Xiaomi Auto with 5%."
 CAPITAL = "The joint venture will start with a capital investment of 1 billion yuan (approximately $138 million)."
-BBC_SAMPLE = ["business/001.txt", "business/186.txt", "business/250.txt", "tech/001.txt", "sport/001.txt", "politics/001.txt"]
+KINDLEPATH = "tech/kindlepath-data-breach.txt"  # "Kindlepath was founded in 2011 by former librarian Oliver Strand"
+MARROWGATE = "business/marrowgate-quarterly-profits.txt"  # profits in the third quarter of 2024
 
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(TEST_CORPUS, root, dirs_exist_ok=True)
     shutil.copy(PROJECT_ROOT / "corpus" / SEED_ID, root / SEED_ID)
-    for rel in BBC_SAMPLE:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(BBC / rel, root / rel)
     return root
 
 
@@ -39,7 +38,9 @@ def pipeline(tmp_path_factory, corpus_dir, embedder) -> Pipeline:
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"), corpus_dir=corpus_dir)
     pipe = Pipeline(settings, embedder=embedder)
     report = pipe.ensure_corpus(progress=False)
-    assert report is not None and len(report.added) == 1 + len(BBC_SAMPLE)
+    files = [p for p in corpus_dir.rglob("*") if p.is_file()]
+    assert report is not None and report.skipped == []
+    assert len(report.added) + len(report.duplicates) == len(files) and len(report.duplicates) == 1
     return pipe
 
 
@@ -89,11 +90,11 @@ def test_index_without_stored_sentences_still_answers(tmp_path, corpus_dir, embe
 
 
 def test_answer_fields_and_json(pipeline):
-    answer = pipeline.ask("Who founded Jet Airways?", top_k=3)
+    answer = pipeline.ask("Who founded Kindlepath?", top_k=3)
     assert 1 <= len(answer.passages) <= 3
     assert [p.score for p in answer.passages] == sorted((p.score for p in answer.passages), reverse=True)
-    assert answer.citations and answer.citations[0].article_id == "business/186.txt"
-    assert "Naresh Goya" in answer.text
+    assert answer.citations and answer.citations[0].article_id == KINDLEPATH
+    assert "Oliver Strand" in answer.text
     assert {"retrieve", "rerank", "total"} <= set(answer.timings)
     assert all(v >= 0 for v in answer.timings.values())
     data = json.loads(answer.to_json())
@@ -149,16 +150,16 @@ def test_proximity_prefers_the_answer_beside_the_question_words(pipeline):
     from rag.answer import answer_spans, proximity
 
     bm25 = pipeline.retriever.bm25()
-    question = "Who is the chief executive of Euronext?"
+    question = "Who is the chief executive of Velorum?"
     weights = bm25.question_weights(bm25.tokenizer(question))
 
     def near(sentence):
         return proximity(sentence, answer_spans(sentence, "name", question), weights, bm25.tokenizer.stem)
 
-    beside = near("Euronext chief executive Jean-Francois Theodore held talks on Monday.")
-    far = near("Clara Furse held talks in London on Monday, weeks after the offer that Euronext chief executives made.")
+    beside = near("Velorum chief executive Tomas Lindqvist held talks on Monday.")
+    far = near("Helen Ashworth held talks in London on Monday, weeks after the offer that Velorum chief executives made.")
     assert beside > far > 0.0
-    assert near("Nobody from the exchange would comment.") == 0.0
+    assert near("Nobody from the drug maker would comment.") == 0.0
 
 
 def test_periods_read_from_text():
@@ -180,15 +181,15 @@ def test_periods_read_from_text():
 
 
 def test_evidence_about_another_period_abstains(pipeline):
-    """Time Warner's fourth-quarter story does not answer a question about its first quarter of 2005."""
-    wrong = pipeline.ask("How much net profit did Time Warner make in the first quarter of 2005?")
+    """Marrowgate's third-quarter 2024 story does not answer a question about its first quarter of 2025."""
+    wrong = pipeline.ask("How much profit did Marrowgate Foods make in the first quarter of 2025?")
     assert wrong.abstained and wrong.text == ABSTAIN_TEXT
     clash = [note for note in wrong.notes if note.startswith("The closest passage is about")]
-    assert clash and ("not quarter 1" in clash[0] or "not 2005" in clash[0]), wrong.notes
-    assert wrong.passages and wrong.passages[0].article_id == "business/001.txt"  # shown as related
-    right = pipeline.ask("How much profit did Time Warner make in the three months to December?")
+    assert clash and ("not quarter 1" in clash[0] or "not 2025" in clash[0]), wrong.notes
+    assert wrong.passages and wrong.passages[0].article_id == MARROWGATE  # shown as related
+    right = pipeline.ask("How much profit did Marrowgate Foods make in the third quarter of 2024?")
     assert not right.abstained
-    assert right.citations[0].article_id == "business/001.txt" and "$1.13bn" in right.text
+    assert right.citations[0].article_id == MARROWGATE and "£38.6m" in right.text
 
 
 def test_answer_type_detection():
@@ -224,7 +225,7 @@ def test_non_english_questions_answer_or_abstain(pipeline, question):
 def test_thread_safety_same_answers_in_parallel(pipeline):
     questions = [
         "Who holds the majority stake?", "How much capital does the joint venture start with?",
-        "Who founded Jet Airways?", "Which film won the Palme d'Or at the 2005 Cannes Film Festival?",
+        "Who founded Kindlepath?", "Which film won the Palme d'Or at the 2005 Cannes Film Festival?",
     ] * 3
     expected = {q: pipeline.ask(q).text for q in set(questions)}
     results: dict[int, str] = {}
