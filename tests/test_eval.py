@@ -18,27 +18,31 @@ from rag.eval import (
     load_questions, normalize_answer, percentile, read_report, score_answer, strip_markers, token_f1, write_report,
 )
 from rag.types import Answer, Citation, Passage
+from tests.conftest import TEST_CORPUS, TEST_QUESTIONS, require_eval_data
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = next((p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if (p / "bbc").is_dir()), None)
 SEED = ROOT / "corpus" / "catl-baic-xiaomi-battery-jv.txt"
-# Five BBC articles; tech/169.txt and tech/233.txt are byte-identical (the first is stored, the second is a
-# duplicate record pointing at it).
-BBC_FILES = ["business/250.txt", "tech/238.txt", "entertainment/041.txt", "tech/169.txt", "tech/233.txt"]
-DUP_PAIR = ("tech/169.txt", "tech/233.txt")
+# Five articles of the test corpus; the velodrome pair is byte-identical (the politics/ copy, first in id order,
+# is stored; the sport/ copy is a duplicate record pointing at it).
+SMALL_FILES = ["tech/quillfeather-x7-launch.txt", "business/cardell-mortgage-rates.txt",
+               "entertainment/marsh-farm-finale-ratings.txt", "politics/kestrel-velodrome-funding.txt",
+               "sport/kestrel-velodrome.txt"]
+DUP_PAIR = ("politics/kestrel-velodrome-funding.txt", "sport/kestrel-velodrome.txt")
 
 QUESTIONS = [
     {"id": "jv", "question": "How much capital does the joint venture start with?", "answers": ["1 billion yuan"],
      "article": "catl-baic-xiaomi-battery-jv.txt",
      "evidence": "The joint venture will start with a capital investment of 1 billion yuan (approximately $138 million).",
      "type": "how-much"},
-    {"id": "lenovo", "question": "On what date did Lenovo sign its $1.75bn agreement to buy IBM's PC division?",
-     "answers": ["8 December"], "article": "business/250.txt",
-     "evidence": "If the $1.75bn agreement Lenovo signed with IBM on 8 December goes through, it will mark the end of an era.",
+    {"id": "x7", "question": "On what date does Quillfeather's X7 phone go on sale?",
+     "answers": ["14 March"], "article": "tech/quillfeather-x7-launch.txt",
+     "evidence": "The X7 will go on sale on 14 March and will cost £649, about £200 less than the flagship phones of the "
+                 "biggest manufacturers.",
      "type": "when"},
     # gold = the duplicate copy that is not stored itself: must count as a hit through the shared sha256
-    {"id": "slug", "question": "How much does Metal Slug 3 cost?", "answers": ["£20"], "article": "tech/233.txt",
-     "evidence": "And at a mere £20, Metal Slug 3 is as cheap as sliced, fried spuds, as the man says.",
+    {"id": "velodrome", "question": "How much did the Kestrel Velodrome cost to build?", "answers": ["£34m"],
+     "article": "sport/kestrel-velodrome.txt",
+     "evidence": "The £34m Kestrel Velodrome opened in Brackley on 9 April, giving the region its first indoor cycling track.",
      "type": "how-much"},
     {"id": "none", "question": "What net profit did Google report for the first three months of 2005?",
      "answers": [], "article": None, "evidence": None, "type": "unanswerable"},
@@ -230,10 +234,28 @@ def test_load_jsonl_reports_bad_lines(tmp_path):
     assert questions[3].id == "line10"
 
 
+def test_load_test_question_set():
+    """tests/data/news_qa.jsonl: 23 questions (3 unanswerable), every answer inside its evidence sentence, which
+    is in the gold article (the text files are checked here; the HTML and PDF ones after extraction below)."""
+    questions, problems = load_questions(TEST_QUESTIONS)
+    assert problems == [] and len(questions) == 23
+    assert sum(not q.answerable for q in questions) == 3
+    assert len({q.id for q in questions}) == len(questions)
+    assert {q.type for q in questions} >= {"who", "what", "when", "where", "how-much", "how-many", "unanswerable"}
+    for q in questions:
+        if not q.answerable:
+            assert q.article is None and q.evidence is None, q.id
+            continue
+        assert (TEST_CORPUS / q.article).is_file(), q.id
+        assert all(answer in q.evidence for answer in q.answers), q.id
+        if q.article.endswith((".txt", ".md")):
+            raw = (TEST_CORPUS / q.article).read_bytes()
+            text = raw.decode("cp1252") if "pennant" in q.article else raw.decode("utf-8")
+            assert q.evidence in text, q.id
+
+
 def test_load_real_dev_set():
-    if SHARED is None:
-        pytest.skip("shared data not available")
-    questions, problems = load_questions(SHARED / "bbc_dev_qa.jsonl")
+    questions, problems = load_questions(require_eval_data("bbc_dev_qa.jsonl"))
     assert problems == [] and len(questions) == 46
     assert sum(not q.answerable for q in questions) == 6
 
@@ -274,18 +296,16 @@ def test_load_missing_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """A corpus of the seed article plus five BBC files (one byte-identical pair), ingested once."""
-    if SHARED is None:
-        pytest.skip("shared BBC data not available")
-    a, b = (SHARED / "bbc" / p for p in DUP_PAIR)
+    """A corpus of the seed article plus five test-corpus files (one byte-identical pair), ingested once."""
+    a, b = (TEST_CORPUS / p for p in DUP_PAIR)
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
     base = tmp_path_factory.mktemp("eval")
     corpus = base / "corpus"
     corpus.mkdir()
     shutil.copy(SEED, corpus / SEED.name)
-    for rel in BBC_FILES:
+    for rel in SMALL_FILES:
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SHARED / "bbc" / rel, corpus / rel)
+        shutil.copy(TEST_CORPUS / rel, corpus / rel)
     qa = base / "qa.jsonl"
     qa.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), encoding="utf-8")
 
@@ -312,12 +332,13 @@ def test_end_to_end_known_metrics(small):
     assert jv["hit@1"] == 1.0 and jv["mrr"] == 1.0 and jv["contains"] == 1.0 and jv["evidence_hit"] == 1.0
     assert jv["first_citation_gold"] == 1.0 and jv["citation_precision"] == 1.0
     assert "[1]" in rows["jv"]["answer"]  # scored after stripping the marker
-    assert rows["lenovo"]["metrics"]["hit@1"] == 1.0 and rows["lenovo"]["metrics"]["contains"] == 1.0
-    # gold tech/233.txt is stored as tech/169.txt: still a hit, via the shared sha256
-    slug = rows["slug"]
-    assert slug["passages"][0]["article_id"] == DUP_PAIR[0]
-    assert slug["metrics"]["hit@1"] == 1.0 and slug["metrics"]["first_citation_gold"] == 1.0
-    assert slug["gold_in_index"] is True
+    assert rows["x7"]["metrics"]["hit@1"] == 1.0 and rows["x7"]["metrics"]["contains"] == 1.0
+    # gold sport/kestrel-velodrome.txt is stored as politics/kestrel-velodrome-funding.txt: still a hit, via the
+    # shared sha256
+    velodrome = rows["velodrome"]
+    assert velodrome["passages"][0]["article_id"] == DUP_PAIR[0]
+    assert velodrome["metrics"]["hit@1"] == 1.0 and velodrome["metrics"]["first_citation_gold"] == 1.0
+    assert velodrome["gold_in_index"] is True
     none = rows["none"]
     assert none["abstained"] is True and none["metrics"]["abstain_accuracy"] == 1.0
     assert none["metrics"]["hit@1"] is None and none["citations"] == []
@@ -340,7 +361,7 @@ def test_baseline_on_the_same_index(small):
     rows = _by_id(base)
     assert base["meta"]["system"] == "baseline" and base["meta"]["top_k"] == 5
     assert rows["jv"]["metrics"]["hit@1"] == 1.0
-    assert rows["slug"]["metrics"]["hit@1"] == 1.0
+    assert rows["velodrome"]["metrics"]["hit@1"] == 1.0
     for r in base["questions"]:
         assert r["abstained"] is False and len(r["passages"]) == 5
         assert r["answer"] == r["passages"][0]["text"]
@@ -364,6 +385,63 @@ def test_report_round_trip(small, tmp_path):
     (tmp_path / "junk.json").write_text("[1, 2]")
     with pytest.raises(ValueError):
         read_report(tmp_path / "junk.json")
+
+
+# --- the test corpus against its own question set -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def news_eval(tmp_path_factory, embedder):
+    """tests/data/news in a temporary index, and tests/data/news_qa.jsonl asked through the real pipeline."""
+    from rag.pipeline import Pipeline
+    from tests.conftest import make_settings
+
+    questions, problems = load_questions(TEST_QUESTIONS)
+    assert problems == []
+    settings = make_settings(tmp_path_factory.mktemp("news-eval"), llm="none", answer_mode="extractive")
+    pipeline = Pipeline(settings, embedder=embedder)
+    ingested = pipeline.ingestor.ingest([TEST_CORPUS], progress=False)
+    assert ingested.skipped == []
+    return {"pipeline": pipeline, "questions": questions, "report": evaluate(pipeline, questions, progress=False)}
+
+
+def test_gold_answers_are_in_the_extracted_article_texts(news_eval):
+    """What the loaders extract (cp1252 decoded, HTML main text, PDF pages) holds every answer and evidence."""
+    store = news_eval["pipeline"].store
+    assert news_eval["report"]["meta"]["gold_articles_missing"] == []
+    for q in news_eval["questions"]:
+        if not q.answerable:
+            continue
+        record = store.get_articles([q.article])[q.article]
+        stored_id = record.duplicate_of or q.article
+        text = store.get_articles([stored_id], with_text=True)[stored_id].text
+        assert find_span(text, q.evidence) is not None, q.id
+        assert all(answer in " ".join(text.split()) for answer in q.answers), q.id
+
+
+def test_test_corpus_answers_its_own_questions(news_eval):
+    """The real pipeline over the test corpus answers its own question set well enough to catch a broken stage.
+
+    Measured (extractive, 20 answerable and 3 unanswerable questions, all-MiniLM-L6-v2): hit@1 0.95 (n02's
+    gold is the near-duplicate ranked second), hit@5 1.0, first citation gold 1.0, answer contains a gold answer
+    0.95 (n15, "who won the women's race", quotes the men's winner), unanswerable abstained 2 of 3 (u01's
+    wrong quarter and u03's festival abstain; u02, a fact about a named person that no article gives, is
+    answered with another manager), answerable wrongly abstained 0. The floors sit a little below.
+    """
+    report = news_eval["report"]
+    overall = report["summary"]["overall"]
+    failed = {r["id"]: r["answer"] for r in report["questions"]
+              if r["metrics"]["contains"] == 0.0 or r["metrics"]["abstain_accuracy"] == 0.0}
+    assert overall["n"] == 23 and overall["answerable"] == 20 and overall["unanswerable"] == 3
+    assert overall["errors"] == 0
+    assert overall["hit@5"] == 1.0, failed
+    assert overall["hit@1"] >= 0.9, failed
+    assert overall["first_citation_gold"] >= 0.9, failed
+    assert overall["contains"] >= 0.85, failed
+    assert overall["abstain_accuracy"] >= 0.5, failed
+    assert overall["false_abstention"] <= 0.05, failed
+    period = {r["id"]: r for r in report["questions"]}["u01"]
+    assert period["abstained"] and any("not 2025" in note for note in period["notes"]), period["notes"]
 
 
 # --- the CLI --------------------------------------------------------------------------------------------------
@@ -401,7 +479,7 @@ def test_cli_eval_on_a_temporary_corpus_index(small, tmp_path):
     run = _cli("eval", small["qa"], "--corpus", small["corpus"], "--limit", 2, "--out", out, "--quiet", tmpdir=tmp)
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert [r["id"] for r in report["questions"]] == ["jv", "lenovo"]
+    assert [r["id"] for r in report["questions"]] == ["jv", "x7"]
     assert report["summary"]["overall"]["hit@1"] == 1.0
     assert list(tmp.iterdir()) == []  # the temporary index is gone
 
