@@ -25,12 +25,13 @@ from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 import ui
 from rag.pipeline import Pipeline
 from rag.settings import Settings
-from tests.conftest import free_port, stop_process
+from tests.conftest import TEST_CORPUS, free_port, stop_process
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-BBC = ROOT.parent / "shared" / "data" / "bbc" / "business"
+# Three business stories of the test corpus, beside the seed article.
+NEWS = ["business/halden-air-strike.txt", "business/cardell-mortgage-rates.txt", "business/marrowgate-quarterly-profits.txt"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
 SEED_TITLE = "CATL, BAIC, and Xiaomi to build a battery factory in Beijing"
@@ -62,15 +63,15 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python ui.py` on a fresh index of the seed article and 3 BBC business articles."""
+    """`python ui.py` on a fresh index of the seed article and 3 business articles of the test corpus."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (make browser installs it)")
     base = tmp_path_factory.mktemp("ui")
     corpus = base / "corpus"
     corpus.mkdir()
     shutil.copy(ROOT / "corpus" / SEED_ID, corpus / SEED_ID)
-    for name in ("001.txt", "002.txt", "003.txt"):
-        shutil.copy(BBC / name, corpus / f"bbc-business-{name}")
+    for rel in NEWS:
+        shutil.copy(TEST_CORPUS / rel, corpus / f"news-{Path(rel).name}")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(
