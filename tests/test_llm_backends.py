@@ -66,8 +66,12 @@ needs_ollama = pytest.mark.skipif(
 
 # --- shared fixtures (the session's embedder comes from conftest.py) ---------------------------------------
 def settings(**fields) -> Settings:
-    """Settings that ignore any ``.env`` file (a developer's own configuration never leaks in)."""
+    """Settings that ignore any ``.env`` file (a developer's own configuration never leaks in); llama.cpp loads
+    the small bundled SmolLM2, whatever models the developer installed."""
+    from rag.llms import bundled_model_path
+
     fields.setdefault("chroma_host", None)
+    fields.setdefault("llm_model_path", bundled_model_path())
     return Settings(_env_file=None, **fields)
 
 
