@@ -275,6 +275,11 @@ def answer_message(answer: dict, turn: int) -> str:
         )
         pos = end
     out.append(_marker_links(_lines(text[pos:]), turn, valid))
+    short = answer.get("short_answer")
+    lead = f"{short} \u2014 "
+    if short and not spans and text.startswith(lead):  # LLM mode: the answer phrase, then its sentence
+        rest = _marker_links(_lines(text[len(lead):]), turn, valid)
+        out = [f'<strong class="short-answer">{esc(short)}</strong> \u2014 {rest}']
     return f'<div class="answer">{"".join(out)}</div>'
 
 

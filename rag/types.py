@@ -57,8 +57,9 @@ class Answer:
     """What ``ask`` returns."""
 
     question: str
-    text: str
+    text: str  # the answer as shown, with [n] markers
     citations: list[Citation] = field(default_factory=list)
+    short_answer: Optional[str] = None  # the answer phrase alone (LLM mode), an exact span of the first citation
     passages: list[Passage] = field(default_factory=list)
     abstained: bool = False
     mode: str = "extractive"
@@ -67,6 +68,7 @@ class Answer:
     unsupported: list[SentenceCheck] = field(default_factory=list)  # LLM sentences whose citations do not hold
     retrieval_query: str = ""  # the standalone question actually used for retrieval (differs for follow-ups)
     evidence_score: float = 0.0
+    llm_reply: Optional[str] = None  # the LLM's raw reply (LLM mode), kept for auditing what was checked
 
     def to_dict(self) -> dict:
         """A plain dict (JSON-ready)."""

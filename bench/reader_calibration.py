@@ -1,0 +1,161 @@
+"""Calibrating the LLM reader's abstention: collect per-question signals, then pick a threshold by cross-validation.
+
+    python bench/reader_calibration.py run QA.jsonl CORPUS_DIR --out rows.jsonl [--model GGUF] [--limit N]
+    python bench/reader_calibration.py fit rows.jsonl [more.jsonl ...] [--folds 5 --repeats 20]
+
+``run`` answers every question in LLM mode with the abstention threshold off (the model is always asked)
+over a cached index of CORPUS_DIR (see rag/eval_index.py) and writes one JSON row per question: the
+retrieval evidence score, the model's raw reply, whether its phrase was found in a passage, the answer,
+and whether it holds a gold answer. ``fit`` then chooses the evidence threshold under which LLM mode
+abstains without asking the model: on each training split the threshold that maximises
+(answered correctly + abstained correctly on unanswerable) / questions, scored on the held-out split, over
+all given files together (one threshold for every corpus). It prints the held-out figures per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+
+def _norm(text: str) -> str:
+    from rag.eval import normalize_answer
+
+    return normalize_answer(text)
+
+
+def holds_gold(text: str, golds: list[str]) -> bool:
+    """The text contains one of the gold answers (normalised as the evaluation does)."""
+    text = _norm(text or "")
+    return any(_norm(g) and _norm(g) in text for g in golds)
+
+
+def run(args) -> int:
+    from rag.eval_index import cached_index
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+
+    overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0}
+    if args.model:
+        overrides["llm_model_path"] = args.model
+    settings = cached_index(Path(args.corpus), Settings(**overrides), progress=True)
+    pipeline = Pipeline(settings)
+    pipeline.warm_up()
+    questions = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line.strip()]
+    questions = questions[: args.limit] if args.limit else questions
+    with open(args.out, "w") as out:
+        for i, q in enumerate(questions, 1):
+            started = time.perf_counter()
+            answer = pipeline.ask(q["question"], mode="llm")
+            seconds = time.perf_counter() - started
+            golds = q.get("answers") or []
+            gold_articles = set(q.get("articles") or ([q["article"]] if q.get("article") else []))
+            first = answer.citations[0] if answer.citations else None
+            row = {
+                "id": q["id"], "answerable": bool(golds), "evidence": answer.evidence_score,
+                "reply": answer.llm_reply, "abstained": answer.abstained, "notes": answer.notes,
+                "short": answer.short_answer, "text": answer.text,
+                "contains": (not answer.abstained) and holds_gold(answer.text, golds),
+                "short_contains": bool(answer.short_answer) and holds_gold(answer.short_answer, golds),
+                "first_article": first.article_id if first else None,
+                "first_gold": bool(first) and first.article_id in gold_articles,
+                "first_quotes_gold": bool(first) and holds_gold(first.quote, golds),
+                "gold_in_passages": any(p.article_id in gold_articles for p in answer.passages[: settings.llm_passages]),
+                "seconds": seconds, "generate": answer.timings.get("generate"),
+            }
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(f"{i:4d} {q['id']:24} ev={row['evidence']:.3f} {'ABST' if row['abstained'] else 'ans '} "
+                  f"{'OK ' if row['contains'] else '-- ' if golds else 'UNA'} {seconds:5.1f}s "
+                  f"{(answer.llm_reply or '').strip()[:60]!r}", flush=True)
+    return 0
+
+
+def outcome(row: dict, threshold: float) -> dict:
+    """The row's result had LLM mode abstained below ``threshold`` (and on NOT FOUND or an ungrounded phrase)."""
+    abstained = row["abstained"] or row["evidence"] < threshold
+    if row["answerable"]:
+        return {"correct": (not abstained) and row["contains"], "false_abstention": abstained}
+    return {"correct": abstained, "false_abstention": False}
+
+
+def score(rows: list[dict], threshold: float) -> float:
+    return sum(outcome(r, threshold)["correct"] for r in rows) / max(1, len(rows))
+
+
+def best_threshold(rows: list[dict]) -> float:
+    candidates = sorted({round(r["evidence"], 3) for r in rows} | {0.0})
+    return max(candidates, key=lambda t: (score(rows, t), -t))
+
+
+def summary(rows: list[dict], threshold: float) -> dict:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    results = [outcome(r, threshold) for r in answerable]
+    return {
+        "contains": sum(o["correct"] for o in results) / max(1, len(answerable)),
+        "false_abstention": sum(o["false_abstention"] for o in results) / max(1, len(answerable)),
+        "abstained_unanswerable": sum(outcome(r, threshold)["correct"] for r in unanswerable) / max(1, len(unanswerable)),
+    }
+
+
+def fit(args) -> int:
+    files = {Path(f).name: [json.loads(line) for line in Path(f).read_text().splitlines() if line.strip()]
+             for f in args.rows}
+    everything = [dict(r, file=name) for name, rows in files.items() for r in rows]
+    rng = random.Random(0)
+    held_out: dict[str, list[dict]] = {name: [] for name in files}
+    chosen = []
+    for _ in range(args.repeats):
+        order = everything[:]
+        rng.shuffle(order)
+        for k in range(args.folds):
+            test = order[k:: args.folds]
+            train = [r for r in order if r not in test]
+            t = best_threshold(train)
+            chosen.append(t)
+            for name in files:
+                part = [r for r in test if r["file"] == name]
+                if part:
+                    held_out[name].append((summary(part, t), len(part)))
+    full = best_threshold(everything)
+    print(f"threshold on all rows: {full:.3f}; chosen on training splits: median {statistics.median(chosen):.3f}, "
+          f"range {min(chosen):.3f}-{max(chosen):.3f}")
+    for name, rows in files.items():
+        weights = held_out[name]
+        cv = {key: sum(s[key] * n for s, n in weights) / sum(n for _, n in weights) for key in weights[0][0]}
+        fitted = summary(rows, full)
+        print(f"{name}: cross-validated " + ", ".join(f"{k} {v:.3f}" for k, v in cv.items())
+              + " | at the full-data threshold " + ", ".join(f"{k} {v:.3f}" for k, v in fitted.items()))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="collect per-question signals in LLM mode")
+    r.add_argument("questions")
+    r.add_argument("corpus")
+    r.add_argument("--out", required=True)
+    r.add_argument("--model", type=Path, default=None, help="GGUF file (default: the installed default model)")
+    r.add_argument("--limit", type=int, default=None)
+    f = sub.add_parser("fit", help="cross-validate the abstention threshold over row files")
+    f.add_argument("rows", nargs="+")
+    f.add_argument("--folds", type=int, default=5)
+    f.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    return run(args) if args.command == "run" else fit(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

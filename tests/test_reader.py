@@ -1,0 +1,192 @@
+"""The LLM reader: parsing a small model's replies, grounding its phrase in a passage, and LLM mode end to end
+with a scripted LLM on the seed article (real model, real Chroma). The real 1.5B model is in test_quality.py."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import Any, Iterator
+
+import pytest
+from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+
+from rag import Answer, Pipeline
+from rag.answer import ABSTAIN_TEXT
+from rag.reader import find_phrase, ground, parse_reply, partial_phrase
+from rag.settings import PROJECT_ROOT
+from rag.types import Passage
+
+SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
+MAJORITY = "CATL will hold a majority stake of 51%, followed by BAIC with 39% and Xiaomi Auto with 5%."
+
+
+# --- parsing ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reply, phrase, number", [
+    ("ANSWER: CATL\nPASSAGE: 2", "CATL", 2),
+    ("ANSWER: \"CATL\".\nPASSAGE: [2]", "CATL", 2),
+    ("[2] ANSWER: CATL", "CATL", 2),
+    ("ANSWER: CATL [2]", "CATL", 2),
+    ("Answer: CATL (passage 3)", "CATL", 3),
+    ("ANSWER: 1 billion yuan\nSource: 1", "1 billion yuan", 1),
+    ("CATL", "CATL", None),  # a bare phrase without the labels
+])
+def test_parse_reply_tolerates_a_small_models_format(reply, phrase, number):
+    parsed = parse_reply(reply)
+    assert (parsed.phrase, parsed.passage, parsed.not_found) == (phrase, number, False)
+
+
+@pytest.mark.parametrize("reply", ["NOT FOUND", "not found.", "ANSWER: NOT FOUND\nPASSAGE: 1", "", "  \n"])
+def test_parse_reply_not_found(reply):
+    assert parse_reply(reply).not_found and parse_reply(reply).phrase is None
+
+
+def test_partial_phrase_streams_only_the_phrase():
+    assert partial_phrase("ANS") == ""
+    assert partial_phrase("ANSWER: CA") == "CA"
+    assert partial_phrase("ANSWER: CATL\nPASSAGE: 1") == "CATL"
+
+
+# --- grounding ----------------------------------------------------------------------------------------------
+def test_find_phrase_is_exact_span_ignoring_case_quotes_and_spacing():
+    text = "The venture\u2019s  first plant, in \u201cYibin\u201d, opens in 2025. NATO senators met."
+    span = find_phrase(text, "the venture's first plant")
+    assert span and text[span[0]:span[1]] == "The venture\u2019s  first plant"
+    span = find_phrase(text, '"Yibin"')
+    assert text[span[0]:span[1]] == "\u201cYibin\u201d"
+    assert find_phrase(text, "senator") is None  # word boundaries: not inside "senators"
+    assert find_phrase(text, "Nato") == (text.index("NATO"), text.index("NATO") + 4)
+    assert find_phrase(text, "Shanghai") is None
+
+
+def _passages(article_id: str, text: str, cuts: list[tuple[int, int]]) -> list[Passage]:
+    return [Passage(f"{article_id}#x#{i}", article_id, "Title", article_id, text[s:e], s, e, 1.0 - i / 10)
+            for i, (s, e) in enumerate(cuts)]
+
+
+ARTICLE = ("Acme Corp said profits rose 12% to $3.4bn. Chief executive Jane Roe called it a record. "
+           "The board meets in Oslo on Friday. Analysts expect a dividend.")
+
+
+def test_ground_in_the_named_passage_returns_phrase_and_sentence():
+    cut = ARTICLE.index("The board")
+    passages = _passages("a.txt", ARTICLE, [(0, cut), (cut, len(ARTICLE))])
+    g = ground(parse_reply("ANSWER: Jane Roe\nPASSAGE: 1"), passages, {"a.txt": ARTICLE})
+    assert ARTICLE[g.start:g.end] == "Jane Roe" and not g.moved and g.passage_index == 0
+    assert ARTICLE[g.sentence_start:g.sentence_end] == "Chief executive Jane Roe called it a record."
+
+
+def test_ground_wrong_passage_number_finds_the_phrase_elsewhere():
+    cut = ARTICLE.index("The board")
+    passages = _passages("a.txt", ARTICLE, [(0, cut), (cut, len(ARTICLE))])
+    g = ground(parse_reply("ANSWER: Oslo\nPASSAGE: 1"), passages, {"a.txt": ARTICLE})
+    assert g.passage_index == 1 and g.moved and ARTICLE[g.start:g.end] == "Oslo"
+
+
+def test_ground_rejects_invented_phrases_and_not_found():
+    passages = _passages("a.txt", ARTICLE, [(0, len(ARTICLE))])
+    assert ground(parse_reply("ANSWER: $4.1bn\nPASSAGE: 1"), passages, {"a.txt": ARTICLE}) is None
+    assert ground(parse_reply("NOT FOUND"), passages, {"a.txt": ARTICLE}) is None
+
+
+def test_ground_only_searches_inside_the_passages():
+    cut = ARTICLE.index("The board")
+    passages = _passages("a.txt", ARTICLE, [(0, cut)])  # Oslo is in the article, not in a given passage
+    assert ground(parse_reply("ANSWER: Oslo\nPASSAGE: 1"), passages, {"a.txt": ARTICLE}) is None
+
+
+# --- LLM mode through the pipeline, with a scripted LLM ------------------------------------------------------
+class ScriptedLLM(CustomLLM):
+    """A deterministic LlamaIndex LLM that replies with a fixed text, streamed in small pieces."""
+
+    reply: str = ""
+    prompts: list = []
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=4096, num_output=64, model_name="scripted")
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self.prompts.append(prompt)
+        return CompletionResponse(text=self.reply)
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
+        self.prompts.append(prompt)
+        for i in range(0, len(self.reply), 3):
+            yield CompletionResponse(text=self.reply[: i + 3], delta=self.reply[i : i + 3])
+
+
+@pytest.fixture(scope="module")
+def seed_pipeline(tmp_path_factory, embedder, settings_at) -> Pipeline:
+    corpus = tmp_path_factory.mktemp("seed")
+    shutil.copy(PROJECT_ROOT / "corpus" / SEED_ID, corpus / SEED_ID)
+    pipe = Pipeline(settings_at(tmp_path_factory.mktemp("data"), corpus_dir=corpus), embedder=embedder)
+    pipe.ensure_corpus(progress=False)
+    return pipe
+
+
+def scripted(pipeline: Pipeline, reply: str) -> Pipeline:
+    return Pipeline(pipeline.settings, llm=ScriptedLLM(reply=reply), embedder=pipeline.embedder)
+
+
+def _assert_exact(pipe: Pipeline, answer: Answer) -> None:
+    for c in answer.citations:
+        text = pipe.store.get_articles([c.article_id], with_text=True)[c.article_id].text
+        assert text[c.start_char_idx:c.end_char_idx] == c.quote
+
+
+def test_llm_phrase_found_becomes_short_answer_and_sentence_citation(seed_pipeline):
+    pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "llm" and not answer.abstained
+    assert answer.short_answer == "CATL"
+    assert answer.citations[0].quote == MAJORITY and answer.citations[0].article_id == SEED_ID
+    assert answer.text == f"CATL \u2014 {MAJORITY} [1]"
+    assert answer.llm_reply == "ANSWER: CATL\nPASSAGE: 1"
+    _assert_exact(pipe, answer)
+    prompt = pipe.llm.prompts[-1]
+    assert "<<<PASSAGE 1>>>" in prompt and "Who holds the majority stake?" in prompt
+    assert len(re.findall(r"<<<END \d+>>>", prompt)) == pipe.settings.llm_passages
+
+
+def test_llm_marker_before_the_phrase_and_quoted_span(seed_pipeline):
+    answer = scripted(seed_pipeline, "[1] ANSWER: \u201c51%\u201d.").ask("How big is CATL's stake?", mode="llm")
+    assert answer.short_answer == "51%" and answer.citations[0].quote == MAJORITY
+
+
+def test_llm_invented_phrase_abstains_with_a_note(seed_pipeline):
+    answer = scripted(seed_pipeline, "ANSWER: Tesla\nPASSAGE: 1").ask("Who holds the majority stake?", mode="llm")
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
+    assert answer.short_answer is None
+    assert any("Tesla" in n and "none of the passages" in n for n in answer.notes)
+    assert answer.passages  # still shown as related
+
+
+def test_llm_not_found_abstains(seed_pipeline):
+    answer = scripted(seed_pipeline, "NOT FOUND").ask("Who holds the majority stake?", mode="llm")
+    assert answer.abstained and answer.mode == "llm"
+    assert any("found no answer" in n for n in answer.notes)
+
+
+def test_llm_weak_evidence_abstains_without_asking_the_model(seed_pipeline):
+    pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
+    answer = pipe.ask("Which film won the Palme d'Or at the 2005 Cannes Film Festival?", mode="llm")
+    assert answer.abstained and pipe.llm.prompts == []
+
+
+def test_llm_stream_previews_the_phrase_then_the_checked_answer(seed_pipeline):
+    pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
+    items = list(pipe.ask_stream("Who holds the majority stake?", mode="llm"))
+    deltas, final = items[:-1], items[-1]
+    assert deltas and "".join(deltas) == "CATL"
+    assert isinstance(final, Answer) and final.short_answer == "CATL" and "generate" in final.timings
+
+
+def test_llm_failure_keeps_the_extractive_answer(seed_pipeline):
+    class Broken(ScriptedLLM):
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            raise ConnectionError("server went away")
+
+    pipe = Pipeline(seed_pipeline.settings, llm=Broken(), embedder=seed_pipeline.embedder)
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "extractive" and answer.citations[0].quote == MAJORITY
+    assert any(n.startswith("LLM failed") for n in answer.notes)
