@@ -354,68 +354,100 @@ def test_long_title_and_repeated_text_fit_the_encoder(store, embedder, tmp_path)
     check_index(store, embedder)  # token limit and full coverage are part of the invariants
 
 
-# --- the BBC sample --------------------------------------------------------------------------------------------
+# --- the test corpus ------------------------------------------------------------------------------------------
+
+DUP_PAIR = ("politics/kestrel-velodrome-funding.txt", "sport/kestrel-velodrome.txt")  # byte-identical: stored, copy
+CP1252_ID = "business/pennant-brewery-pint-price.txt"
+HTML_ID = "tech/lumenar-chip-plant.html"
+PDF_ID = "business/northfield-rail-annual-review.pdf"
+MD_ID = "business/orla-coffee-expansion.md"
 
 
-def _bbc_duplicate_pair(bbc: Path) -> tuple[str, str]:
-    by_sha: dict[str, list[str]] = defaultdict(list)
-    for file in sorted(bbc.glob("*/*.txt")):
-        by_sha[hashlib.sha256(file.read_bytes()).hexdigest()].append(file.relative_to(bbc).as_posix())
-    pairs = sorted(paths[:2] for paths in by_sha.values() if len(paths) > 1)
-    assert pairs, "the BBC corpus is known to hold byte-identical duplicates"
-    return pairs[0][0], pairs[0][1]
+def corpus_variants(corpus: Path, dest: Path, copies: int, categories: tuple[str, ...] = ()) -> list[Path]:
+    """``copies`` distinct variants of each text and Markdown article of the test corpus (of ``categories``, or
+    all), written as ``dest/<category>/<name>-<n><suffix>``: the same story with a closing line naming the copy.
+
+    For tests that need more files than the corpus holds (a kill or a server stop must land mid-run). The
+    variants of the byte-identical pair stay identical to each other, and the cp1252 file stays cp1252.
+    """
+    files = []
+    for source in sorted(corpus.glob("*/*")):
+        if source.suffix not in (".txt", ".md") or (categories and source.parent.name not in categories):
+            continue
+        data = source.read_bytes().rstrip(b"\n")
+        for n in range(copies):
+            files.append(write(dest / source.parent.name / f"{source.stem}-{n}{source.suffix}",
+                               data + f"\n\nFiled for edition {n + 1}.\n".encode("ascii")))
+    return files
 
 
 @pytest.fixture(scope="module")
-def bbc_sample(tmp_path_factory, embedder, bbc_dir, settings_at):
-    """~40 BBC articles (sport/199.txt and a duplicate pair included) copied to tmp and ingested once."""
-    first, second = _bbc_duplicate_pair(bbc_dir)
-    chosen = {"sport/199.txt", first, second}
-    for category in ("business", "entertainment", "politics", "sport", "tech"):
-        files = sorted((bbc_dir / category).glob("*.txt"))
-        chosen.update(f.relative_to(bbc_dir).as_posix() for f in files[5::70][:7])
-    root = tmp_path_factory.mktemp("bbc")
+def news_sample(tmp_path_factory, embedder, test_corpus, settings_at):
+    """The whole test corpus (every format, a duplicate pair, a cp1252 file) copied to tmp and ingested once."""
+    root = tmp_path_factory.mktemp("news")
     src = root / "src"
-    for rel in sorted(chosen):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(bbc_dir / rel, src / rel)
+    shutil.copytree(test_corpus, src)
+    files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     store = Store(settings_at(root / "data"), embedder)
     report = Ingestor(store).ingest([src], progress=False)
-    # Every byte-identical copy in the sample (at least the chosen pair): (copy, first in id order).
+    # Every byte-identical copy in the corpus (at least the known pair): (copy, first in id order).
     by_sha: dict[str, list[str]] = defaultdict(list)
-    for rel in sorted(chosen):
+    for rel in files:
         by_sha[hashlib.sha256((src / rel).read_bytes()).hexdigest()].append(rel)
     duplicates = sorted((rel, same[0]) for same in by_sha.values() for rel in same[1:])
-    return {"store": store, "src": src, "report": report, "files": sorted(chosen), "pair": (first, second),
-            "duplicates": duplicates}
+    return {"store": store, "src": src, "report": report, "files": files, "duplicates": duplicates}
 
 
-def test_bbc_sample_ingests_with_duplicates_and_legacy_encoding(bbc_sample, embedder):
-    store, report, files = bbc_sample["store"], bbc_sample["report"], bbc_sample["files"]
-    first, second = bbc_sample["pair"]
-    assert 35 <= len(files) <= 45
+def test_news_sample_ingests_every_format_with_duplicates_and_legacy_encoding(news_sample, embedder):
+    store, report, files = news_sample["store"], news_sample["report"], news_sample["files"]
+    stored, copy = DUP_PAIR
+    assert 25 <= len(files) <= 40
     assert report.seen == len(files) and report.skipped == []
-    assert (second, first) in report.duplicates
-    assert sorted(report.duplicates) == bbc_sample["duplicates"]
-    assert sorted(report.added) == sorted(set(files) - {copy for copy, _ in report.duplicates})
+    assert report.duplicates == news_sample["duplicates"] == [(copy, stored)]
+    assert sorted(report.added) == sorted(set(files) - {copy})
     records = check_index(store, embedder)
     assert sorted(records) == files
-    assert records[second].duplicate_of == first and records[second].chunks == 0
-    assert records[first].chunks > 0 and not records[first].duplicate_of
-    # sport/199.txt is Windows-1252: the pound sign survives and the warning names the file.
-    warned = [w for w in report.warnings if "199.txt" in w]
-    assert len(warned) == 1 and str(bbc_sample["src"] / "sport" / "199.txt") in warned[0]
-    assert "£15.8m" in store.get_articles(["sport/199.txt"], with_text=True)["sport/199.txt"].text
+    assert records[copy].duplicate_of == stored and records[copy].chunks == 0
+    assert records[stored].chunks > 0 and not records[stored].duplicate_of
+    assert {r.format for r in records.values()} == {"txt", "md", "html", "pdf"}
+    # The near-duplicate match reports are two articles, not a duplicate.
+    near = ("sport/ashcombe-rovers-cup-final.txt", "sport/ashcombe-asante-double-lifts-cup.txt")
+    assert all(records[a].chunks > 0 and not records[a].duplicate_of for a in near)
+    assert records[near[0]].sha256 != records[near[1]].sha256
+    # The cp1252 file: one warning, naming it; the pound signs and curly quotes survive.
+    assert len(report.warnings) == 1 and str(news_sample["src"] / CP1252_ID) in report.warnings[0]
+    assert "cp1252" in report.warnings[0]
+    legacy = store.get_articles([CP1252_ID], with_text=True)[CP1252_ID]
+    assert legacy.title == "Pennant Brewery raises price of a pint to £4.85"
+    assert "to £4.85 from £4.60 on 1 October" in legacy.text
+    assert "\u201cWe have held our prices" in legacy.text and "we won\u2019t do that.\u201d" in legacy.text
+    # HTML: the title without the site's suffix, the page's metadata, the article's text and none of the page's.
+    html = store.get_articles([HTML_ID], with_text=True)[HTML_ID]
+    assert html.title == "Lumenar to build £840m chip plant in Bryndale" and html.author == "Siân Howell"
+    assert html.published == "2024-05-14" and html.url.endswith("/2024/05/lumenar-bryndale-chip-plant")
+    assert "creating 1,200 jobs" in html.text and "Bryndale College" in html.text
+    for dropped in ("Jobs board", "Subscribe today", "Share this story", "Email a friend", "Most read",
+                    "Rugby club", "Privacy notice", "Manage cookies", "All rights reserved"):
+        assert dropped not in html.text
+    # PDF: two pages, each chunk labelled with its page.
+    pdf = store.get_articles([PDF_ID], with_text=True)[PDF_ID]
+    assert pdf.title == "Northfield Rail annual review 2024" and pdf.published == "2025-03-20"
+    assert len(pdf.page_starts) == 2 and pdf.page_starts[0] == 0
+    second = pdf.page_starts[1]
+    assert "48.3 million passengers" in pdf.text[:second] and "32 new electric trains" in pdf.text[second:]
+    assert {int(meta["page"]) for _, _, meta in chunks_by_article(store)[PDF_ID]} == {1, 2}
+    # Markdown: the heading is the title.
+    assert records[MD_ID].title == "Orla Coffee to open 40 new cafes" and records[MD_ID].format == "md"
     assert report.chunks_written == store.chunk_count() == sum(r.chunks for r in records.values())
     assert report.tokens_embedded > report.chunks_written * 20
 
 
-def test_bbc_rerun_unchanged_embeds_nothing(bbc_sample, embedder):
-    store = bbc_sample["store"]
+def test_news_rerun_unchanged_embeds_nothing(news_sample, embedder):
+    store = news_sample["store"]
     version = store.version()
-    report = Ingestor(store).ingest([bbc_sample["src"]], progress=False)
+    report = Ingestor(store).ingest([news_sample["src"]], progress=False)
     assert report.chunks_written == 0 and report.tokens_embedded == 0
-    assert report.unchanged == len(bbc_sample["files"])
+    assert report.unchanged == len(news_sample["files"])
     assert report.added == report.updated == report.pruned == [] and report.duplicates == []
     assert store.version() == version  # nothing changed, so retrievers keep their BM25 index
     assert report.seconds < 10
@@ -721,13 +753,12 @@ def test_pending_batches_of_other_writers_are_left_until_abandoned(store, embedd
 # --- kill -9 ---------------------------------------------------------------------------------------------------
 
 
-def test_kill_9_mid_ingest_then_rerun_is_consistent(tmp_path, bbc_dir, settings_factory, subprocess_env,
+def test_kill_9_mid_ingest_then_rerun_is_consistent(tmp_path, test_corpus, settings_factory, subprocess_env,
                                                     store_factory, embedder):
     src = tmp_path / "src"
-    files = sorted(bbc_dir.glob("business/*.txt"))[:60] + sorted(bbc_dir.glob("tech/*.txt"))[:60]
-    for file in files:
-        (src / file.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, src / file.parent.name / file.name)
+    # About 135 files (five variants of each text article of the test corpus, byte-identical pairs included),
+    # several hundred chunks: a dozen groups of 32, so the kill lands mid-run.
+    files = corpus_variants(test_corpus, src, copies=5)
     settings = settings_factory("killed")
     env = subprocess_env(settings.data_dir, RAG_INGEST_GROUP_CHUNKS="32")
     proc = subprocess.Popen([sys.executable, "-m", "ingest", str(src)], env=env, cwd=tmp_path,
