@@ -20,6 +20,7 @@ import shutil
 import threading
 import unicodedata
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +31,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES
 from rag.errors import InvalidQuestion, LLMError, RagError
 from rag.pipeline import Pipeline
 from rag.settings import Settings, get_settings
+from rag.types import Reading
 
 log = logging.getLogger(__name__)
 
@@ -306,29 +308,15 @@ def evidence_html(turn_data: Optional[dict], turn: int, active: str = "") -> str
     answer, articles = turn_data["answer"], turn_data["articles"]
     parts = ['<section class="evidence" aria-label="Evidence">']
     question = esc(answer["question"])
-    if answer["abstained"]:
+    if answer.get("pending"):  # LLM mode: the passages the model is reading, shown while it works
+        parts.append('<h2 class="panel-title">Reading these passages\u2026</h2>')
+        parts.append(_related_list(answer, articles, turn, active, label="Passage", limit=len(answer["passages"])))
+    elif answer["abstained"]:
         parts.append(f'<h2 class="panel-title">{NOT_FOUND}</h2>')
         parts.append(
             f'<p class="notes">No passage answers “{question}”. Closest passages (related, not citations):</p>'
         )
-        seen: set[str] = set()
-        items = []
-        for i, p in enumerate(answer["passages"]):
-            if p["chunk_id"] in seen or len(items) >= MAX_RELATED:
-                continue
-            seen.add(p["chunk_id"])
-            ref = f"{turn}:p:{i}"
-            rec = articles.get(p["article_id"], {})
-            page = page_of(p["start_char_idx"], rec.get("page_starts") or []) or p.get("page", 0)
-            items.append(
-                f'<li class="cite-card related{" active" if ref == active else ""}">'
-                f'<div class="cite-head"><span class="cite-n">Related</span>'
-                f'<button class="link" data-cite="{ref}" aria-label="Open the article {esc(p["title"])}">'
-                f'{esc(p["title"] or p["article_id"])}</button></div>'
-                f'<div class="cite-src">{source_html(p["source"], rec.get("url", ""), page)}</div>'
-                f'<blockquote class="passage">{esc(_trim(_compact(p["text"]), CONTEXT_CHARS))}</blockquote></li>'
-            )
-        parts.append('<ol class="related">' + "".join(items) + "</ol>")
+        parts.append(_related_list(answer, articles, turn, active, label="Related", limit=MAX_RELATED))
     else:
         parts.append(f'<h2 class="panel-title">Evidence for “{question}”</h2><ol class="cites">')
         for c in answer["citations"]:
@@ -368,6 +356,28 @@ def evidence_html(turn_data: Optional[dict], turn: int, active: str = "") -> str
     parts.append("</section>")
     return "".join(parts)
 
+
+
+def _related_list(answer: dict, articles: dict, turn: int, active: str, *, label: str, limit: int) -> str:
+    """Passages as cards (not citations): the related ones of an abstention, or those an LLM is reading."""
+    seen: set[str] = set()
+    items = []
+    for i, p in enumerate(answer["passages"]):
+        if p["chunk_id"] in seen or len(items) >= limit:
+            continue
+        seen.add(p["chunk_id"])
+        ref = f"{turn}:p:{i}"
+        rec = articles.get(p["article_id"], {})
+        page = page_of(p["start_char_idx"], rec.get("page_starts") or []) or p.get("page", 0)
+        items.append(
+            f'<li class="cite-card related{" active" if ref == active else ""}">'
+            f'<div class="cite-head"><span class="cite-n">{label}</span>'
+            f'<button class="link" data-cite="{ref}" aria-label="Open the article {esc(p["title"])}">'
+            f'{esc(p["title"] or p["article_id"])}</button></div>'
+            f'<div class="cite-src">{source_html(p["source"], rec.get("url", ""), page)}</div>'
+            f'<blockquote class="passage">{esc(_trim(_compact(p["text"]), CONTEXT_CHARS))}</blockquote></li>'
+        )
+    return '<ol class="related">' + "".join(items) + "</ol>"
 
 def _compact(text: str) -> str:
     """Blank lines collapsed (for related passages, shown as excerpts)."""
@@ -415,6 +425,13 @@ class App:
         self.write_lock = threading.Lock()
 
     # --- answering ---------------------------------------------------------------------------------
+    def _reading(self, reading) -> dict:
+        """A provisional turn for the evidence panel: the passages an LLM is reading."""
+        records = self.pipeline.store.get_articles({p.article_id for p in reading.passages})
+        answer = {"question": reading.question, "pending": True, "abstained": False, "citations": [],
+                  "passages": [asdict(p) for p in reading.passages]}
+        return {"answer": answer, "articles": {i: {"url": r.url, "page_starts": r.page_starts} for i, r in records.items()}}
+
     def _record(self, answer) -> dict:
         """What a turn keeps in the session: the answer and the cited/related articles' text and metadata."""
         data = answer.to_dict()
@@ -452,6 +469,9 @@ class App:
                     streamed += item
                     chat[-1] = {"role": "assistant", "content": f'<div class="answer">{_lines(streamed)}</div>'}
                     yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                elif isinstance(item, Reading):  # the evidence at once, while the model reads it
+                    chat[-1] = {"role": "assistant", "content": '<div class="answer pending">Reading the passages\u2026</div>'}
+                    yield gr.skip(), chat, gr.skip(), gr.skip(), evidence_html(self._reading(item), turn), gr.skip()
                 else:
                     answer = item
             if answer is None:

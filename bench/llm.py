@@ -167,7 +167,7 @@ def main(argv=None) -> int:
         for item in pipeline.ask_stream(q["question"]):
             if isinstance(item, Answer):
                 answer = item
-            elif first_delta is None and item:
+            elif isinstance(item, str) and item and first_delta is None:
                 first_delta = time.perf_counter()
         calls = timer.calls[calls_before:]
         call = calls[-1] if calls else None

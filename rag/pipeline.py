@@ -17,7 +17,7 @@ from rag.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reade
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import Embedder, Store, chunk_id
-from rag.types import Answer, Citation
+from rag.types import Answer, Citation, Reading
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ class Pipeline:
     def ask_stream(
         self, question: str, *, top_k: Optional[int] = None, mode: Optional[str] = None,
         history: Optional[History] = None,
-    ) -> Iterator[Union[str, Answer]]:
-        """Yield the answer's text deltas as the LLM produces them, then the final checked ``Answer``.
+    ) -> Iterator[Union[Reading, str, Answer]]:
+        """Yield, in LLM mode, a :class:`Reading` with the passages the model is given, then the answer's text
+        as the model writes it, then the final checked ``Answer``.
 
         In extractive mode the first and only delta is the whole answer text.
         """
@@ -195,6 +196,8 @@ class Pipeline:
             ChatMessage(role="system", content=READER_SYSTEM),
             ChatMessage(role="user", content=reader_prompt(answer.retrieval_query, passages)),
         ]
+        if stream:
+            yield Reading(answer.question, passages)
         shown = ""  # the answer phrase streamed so far
         try:
             if not passages:
@@ -223,7 +226,7 @@ class Pipeline:
         answer.timings["generate"] = time.perf_counter() - t0
         answer.llm_reply = reply_text
         reply = parse_reply(reply_text)
-        grounding = ground(reply, passages, articles, answer.retrieval_query)
+        grounding = ground(reply, passages, articles, answer.retrieval_query, self.retriever.tokenizer.stem)
         answer.mode = "llm"
         if reply.not_found:
             self._abstain(answer, "The model found no answer in the passages; the closest ones are shown as related.")
@@ -359,7 +362,7 @@ def ask_many(questions: Iterable[str], **kwargs) -> list[Answer]:
     return default_pipeline().ask_many(questions, **kwargs)
 
 
-def ask_stream(question: str, **kwargs) -> Iterator[Union[str, Answer]]:
+def ask_stream(question: str, **kwargs) -> Iterator[Union[Reading, str, Answer]]:
     """Stream an answer with the default pipeline (text deltas, then the Answer)."""
     return default_pipeline().ask_stream(question, **kwargs)
 

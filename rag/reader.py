@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from rag.prompt import passages_block, neutralise
 from rag.sentences import sentence_spans
@@ -159,6 +159,40 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.casefold()) if w not in _STOP}
 
 
+LOOSE_SPREAD = 2.0  # a loose match may spread over at most this many times the phrase's words (plus 2)
+
+
+def find_loose(text: str, phrase: str, start: int, end: int, stem: Callable[[str], str]) -> list[tuple[int, int]]:
+    """Spans where every content word of ``phrase`` occurs (compared by stem) close together within one
+    sentence of ``text[start:end]``: "cutting subsidies to help the poor" for "Cut subsidies to help poor".
+
+    A small model often rewords or shortens what it copies; the span returned is always the article's own
+    text from the first to the last matched word, so what is shown is still an exact quote.
+    """
+    wanted = [stem(w) for w in _WORD.findall(phrase.casefold()) if w not in _STOP] or \
+        [stem(w) for w in _WORD.findall(phrase.casefold())]
+    if not wanted:
+        return []
+    limit = int(LOOSE_SPREAD * len(_WORD.findall(phrase))) + 2
+    spans = []
+    for s, e in sentence_spans(text, start, end):
+        words = [(m.start() + s, m.end() + s, stem(m.group(0).casefold())) for m in _WORD.finditer(text[s:e])]
+        best = None
+        for i, (first, _, st) in enumerate(words):
+            if st not in wanted:
+                continue
+            missing = set(wanted)
+            for j in range(i, min(len(words), i + limit)):
+                missing.discard(words[j][2])
+                if not missing:
+                    if best is None or j - i < best[0]:
+                        best = (j - i, first, words[j][1])
+                    break
+        if best:
+            spans.append((best[1], best[2]))
+    return spans
+
+
 @dataclass
 class Grounding:
     """Where the model's phrase was found: the passage, the phrase's exact span and its sentence's span."""
@@ -169,14 +203,26 @@ class Grounding:
     sentence_start: int
     sentence_end: int
     moved: bool  # found in another passage than the one the model named
+    loose: bool = False  # matched word by word (stems, close together), not as one exact phrase
 
 
-def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str], question: str = "") -> Optional[Grounding]:
+def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str], question: str = "",
+           stem: Optional[Callable[[str], str]] = None) -> Optional[Grounding]:
     """Find ``reply.phrase`` in the passage the model named, else in the others; None when in none of them.
 
-    When the phrase occurs several times in a passage, the occurrence whose sentence shares most words with
-    the question is taken (its sentence becomes the citation).
+    An exact match (case, quotes and spacing aside) anywhere in the passages wins; with ``stem``, a loose
+    match (:func:`find_loose`) is tried after that. When the phrase occurs several times in a passage, the
+    occurrence whose sentence shares most words with the question is taken (its sentence is the citation).
     """
+    found = _ground(reply, passages, articles, question, find_phrase_all)
+    if found is None and stem is not None:
+        found = _ground(reply, passages, articles, question, lambda t, p, a, b: find_loose(t, p, a, b, stem))
+        if found is not None:
+            found.loose = True
+    return found
+
+
+def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:
     if reply.not_found or not reply.phrase:
         return None
     named = reply.passage - 1 if reply.passage and 1 <= reply.passage <= len(passages) else None
@@ -188,7 +234,7 @@ def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]
         if text is None or text[passage.start_char_idx : passage.end_char_idx] != passage.text:
             # No stored article text to quote from: the passage itself, at its article offsets.
             text = " " * passage.start_char_idx + passage.text
-        found = find_phrase_all(text, reply.phrase, passage.start_char_idx, passage.end_char_idx)
+        found = finder(text, reply.phrase, passage.start_char_idx, passage.end_char_idx)
         if not found:
             continue
         sentences = sentence_spans(text, passage.start_char_idx, passage.end_char_idx)

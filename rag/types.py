@@ -53,6 +53,15 @@ class SentenceCheck:
 
 
 @dataclass
+class Reading:
+    """Streamed by ``ask_stream`` in LLM mode before the model is called: the passages it is given to read,
+    so that a face can show the evidence at once while the model works."""
+
+    question: str
+    passages: list[Passage]
+
+
+@dataclass
 class Answer:
     """What ``ask`` returns."""
 

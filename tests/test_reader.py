@@ -176,7 +176,7 @@ def test_llm_weak_evidence_abstains_without_asking_the_model(seed_pipeline):
 def test_llm_stream_previews_the_phrase_then_the_checked_answer(seed_pipeline):
     pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
     items = list(pipe.ask_stream("Who holds the majority stake?", mode="llm"))
-    deltas, final = items[:-1], items[-1]
+    deltas, final = items[1:-1], items[-1]  # items[0]: the passages being read
     assert deltas and "".join(deltas) == "CATL"
     assert isinstance(final, Answer) and final.short_answer == "CATL" and "generate" in final.timings
 
@@ -190,3 +190,34 @@ def test_llm_failure_keeps_the_extractive_answer(seed_pipeline):
     answer = pipe.ask("Who holds the majority stake?", mode="llm")
     assert answer.mode == "extractive" and answer.citations[0].quote == MAJORITY
     assert any(n.startswith("LLM failed") for n in answer.notes)
+
+
+def test_ground_loose_match_quotes_the_articles_own_words():
+    from rag.retrieve import Tokenizer
+
+    text = "The minister said the plan was to cut fuel subsidies and help the poorest families. Others disagreed."
+    passages = _passages("b.txt", text, [(0, len(text))])
+    reply = parse_reply("Cutting subsidies to help the poorest")
+    assert ground(reply, passages, {"b.txt": text}) is None  # not an exact phrase
+    g = ground(reply, passages, {"b.txt": text}, stem=Tokenizer().stem)
+    assert g.loose and text[g.start:g.end] == "cut fuel subsidies and help the poorest"
+    assert text[g.sentence_start:g.sentence_end].startswith("The minister said")
+    # Words scattered over a long sentence are no match.
+    assert ground(parse_reply("minister families"), passages, {"b.txt": text}, stem=Tokenizer().stem) is None
+
+
+def test_llm_stream_shows_the_passages_first_and_the_ui_renders_them(seed_pipeline):
+    import ui
+    from rag.types import Reading
+
+    pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
+    app = ui.App(pipe)
+    items = list(pipe.ask_stream("Who holds the majority stake?", mode="llm"))
+    reading = items[0]
+    assert isinstance(reading, Reading) and reading.passages
+    assert len(reading.passages) <= pipe.settings.llm_passages
+    html = ui.evidence_html(app._reading(reading), 0)
+    assert "Reading these passages" in html and reading.passages[0].title in html
+    # The final answer's chat message shows the phrase in bold before its cited sentence.
+    message = ui.answer_message(items[-1].to_dict(), 0)
+    assert '<strong class="short-answer">CATL</strong>' in message and 'href="#cite-0-1"' in message
