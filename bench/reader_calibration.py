@@ -59,6 +59,7 @@ def run(args) -> int:
             answer = pipeline.ask(q["question"], mode="llm")
             seconds = time.perf_counter() - started
             golds = q.get("answers") or []
+            extractive = pipeline.ask(q["question"], mode="extractive")
             gold_articles = set(q.get("articles") or ([q["article"]] if q.get("article") else []))
             first = answer.citations[0] if answer.citations else None
             row = {
@@ -72,6 +73,10 @@ def run(args) -> int:
                 "first_quotes_gold": bool(first) and holds_gold(first.quote, golds),
                 "gold_in_passages": any(p.article_id in gold_articles for p in answer.passages[: settings.llm_passages]),
                 "seconds": seconds, "generate": answer.timings.get("generate"),
+                "ex_abstained": extractive.abstained,
+                "ex_contains": (not extractive.abstained) and holds_gold(extractive.text, golds),
+                "ungrounded": any("in none of the passages" in n for n in answer.notes),
+                "not_found": any("found no answer" in n for n in answer.notes),
             }
             out.write(json.dumps(row) + "\n")
             out.flush()

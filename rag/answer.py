@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -210,6 +210,7 @@ class ExtractiveResult:
     abstained: bool
     evidence_score: float
     clash: str = ""  # why the closest evidence was set aside (it is about another period)
+    candidates: list[Candidate] = field(default_factory=list)  # the scored sentences, best first
 
 
 # Tuned on the dev questions as a whole (a grid over these weights, scored by answer containment and by the
@@ -346,13 +347,14 @@ def extract_answer(
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)
     best = candidates[0]
     evidence = evidence_score(best, passages)
+    ranked = [c for c in candidates if not c.clash]
     # When the best match is about another year or quarter than the one asked about, the articles cover the
     # story but not the period asked ("profit in the three months to December" for "profit in the first
     # quarter of 2005"): say so rather than answer from a weaker sentence or the wrong period.
     if best.clash:
-        return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4), best.clash)
+        return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4), best.clash, ranked)
     if evidence < threshold:
-        return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4))
+        return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4), candidates=ranked)
     candidates = [c for c in candidates if not c.clash]
     # A close runner-up is shown too: it often holds the answer when the best sentence is its cue.
     chosen = [best] + [c for c in candidates[1:2] if c.score >= SECOND_SENTENCE_RATIO * best.score]
@@ -365,4 +367,4 @@ def extract_answer(
         for i, c in enumerate(chosen)
     ]
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return ExtractiveResult(text, citations, False, round(evidence, 4))
+    return ExtractiveResult(text, citations, False, round(evidence, 4), candidates=ranked)

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 from rag.answer import ABSTAIN_TEXT, extract_answer
 from rag.errors import InvalidQuestion, LLMError
 from rag.prompt import CONDENSE_PROMPT, fit_passages
-from rag.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt
+from rag.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings, get_settings
 from rag.store import Embedder, Store, chunk_id
@@ -188,10 +188,11 @@ class Pipeline:
                 yield answer.text
             return
         t0 = time.perf_counter()
+        windows = reader_windows(extractive.candidates, answer.passages, articles, settings.llm_passages)
         passages = fit_passages(
-            answer.passages[: settings.llm_passages], answer.retrieval_query, settings.llm_context_window,
-            settings.llm_max_tokens,
+            [w for w, _ in windows], answer.retrieval_query, settings.llm_context_window, settings.llm_max_tokens
         )
+        origins = [origin for _, origin in windows[: len(passages)]]
         messages = [
             ChatMessage(role="system", content=READER_SYSTEM),
             ChatMessage(role="user", content=reader_prompt(answer.retrieval_query, passages)),
@@ -234,7 +235,7 @@ class Pipeline:
             self._abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages, "
                                   "so it is not shown; the closest passages are shown as related.")
         else:
-            self._grounded_answer(answer, passages, articles, grounding)
+            self._grounded_answer(answer, passages, origins, articles, grounding)
         if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
             yield answer.text
 
@@ -247,7 +248,7 @@ class Pipeline:
         answer.notes = [n for n in answer.notes if not n.startswith("No passage answers")] + [note]
 
     @staticmethod
-    def _grounded_answer(answer: Answer, passages: list, articles: dict[str, str], g) -> None:
+    def _grounded_answer(answer: Answer, passages: list, origins: list[int], articles: dict[str, str], g) -> None:
         """The displayed answer and its one citation, built from the exact span the model's phrase matched."""
         passage = passages[g.passage_index]
         text = articles.get(passage.article_id, "")
@@ -261,7 +262,7 @@ class Pipeline:
         answer.citations = [Citation(
             n=1, article_id=passage.article_id, title=passage.title, source=passage.source, quote=sentence,
             start_char_idx=g.sentence_start, end_char_idx=g.sentence_end, score=round(passage.score, 4),
-            page=passage.page, passage_index=answer.passages.index(passage),
+            page=passage.page, passage_index=origins[g.passage_index],
         )]
 
     def _clean_question(self, question) -> tuple[str, list[str]]:

@@ -40,6 +40,50 @@ def reader_prompt(question: str, passages: list[Passage]) -> str:
     return f"{passages_block(passages)}\n\nQuestion: {neutralise(question)}"
 
 
+WINDOW_NEIGHBOURS = 1  # sentences either side of a candidate sentence given to the model with it
+NEIGHBOUR_REACH = 600  # how far (characters) to look for those neighbours
+
+
+def reader_windows(candidates: list, passages: list[Passage], articles: dict[str, str], count: int) -> list[tuple[Passage, int]]:
+    """What the model reads: the best-scored candidate sentences (``rag.answer``'s ranking), each with its
+    neighbouring sentences, as passages of exact article spans; overlapping windows of one article merge.
+
+    Returns (window, index of the retrieved passage it comes from) pairs, best first. Short windows around
+    the likeliest sentences give a small model less to wade through than whole chunks, and a faster prompt.
+    """
+    windows: list[tuple[Passage, int]] = []
+    for c in candidates:
+        if len(windows) >= count:
+            break
+        text = articles.get(c.article_id)
+        source = passages[c.passage_index]
+        if text is None:
+            continue
+        around = sentence_spans(text, max(0, c.start - NEIGHBOUR_REACH), min(len(text), c.end + NEIGHBOUR_REACH))
+        at = next((i for i, (s, e) in enumerate(around) if s <= c.start < e), None)
+        if at is None:
+            start, end = c.start, c.end
+        else:
+            chosen = around[max(0, at - WINDOW_NEIGHBOURS) : at + WINDOW_NEIGHBOURS + 1]
+            # Stay inside the candidate's paragraph line: a headline or byline above it is no context.
+            start = max(chosen[0][0], text.rfind("\n", 0, c.start) + 1)
+            end = min(chosen[-1][1], text.find("\n", c.end) if text.find("\n", c.end) >= 0 else len(text))
+            start = min(start, c.start)
+            end = max(end, c.end)
+        merged = False
+        for k, (w, origin) in enumerate(windows):
+            if w.article_id == c.article_id and start <= w.end_char_idx and end >= w.start_char_idx:
+                lo, hi = min(start, w.start_char_idx), max(end, w.end_char_idx)
+                windows[k] = (Passage(w.chunk_id, w.article_id, w.title, w.source, text[lo:hi], lo, hi, w.score,
+                                      page=w.page), origin)
+                merged = True
+                break
+        if not merged:
+            windows.append((Passage(source.chunk_id, c.article_id, source.title, source.source, text[start:end],
+                                    start, end, round(c.score, 4), page=source.page), c.passage_index))
+    return windows
+
+
 @dataclass
 class ReaderReply:
     """What the model said: a phrase and the passage number it names, or that nothing answers."""
