@@ -107,8 +107,6 @@ CSS = """
 #chat .answer.error { color: var(--error-text-color, #b91c1c); }
 a.cite-marker { font-weight: 700; text-decoration: none; padding: 0 1px; white-space: nowrap; }
 a.cite-marker:hover, a.cite-marker:focus { text-decoration: underline; }
-.unsupported { background: #fee2e2; color: #7f1d1d; text-decoration: underline wavy #dc2626; }
-.unsupported-flag { color: #b91c1c; font-size: .8em; font-weight: 700; margin-left: .2em; }
 .panel-title { font-size: 1.05rem !important; margin: 0 0 .5rem 0 !important; }
 .panel-title.viewer-title { font-size: .95rem !important; margin: 0 0 .1rem 0 !important; }
 .evidence, .viewer { overflow-wrap: anywhere; }
@@ -247,7 +245,7 @@ def _marker_links(escaped: str, turn: int, valid: set[int]) -> str:
 
 
 def answer_message(answer: dict, turn: int) -> str:
-    """The assistant's chat message for an Answer (as a dict): escaped text, linked markers, flags."""
+    """The assistant's chat message for an Answer (as a dict): escaped text and linked markers."""
     if answer["abstained"]:
         return (
             f'<div class="answer abstained"><span class="nf">{NOT_FOUND}.</span>{_lines(answer["text"])} '
@@ -255,34 +253,12 @@ def answer_message(answer: dict, turn: int) -> str:
         )
     text = answer["text"]
     valid = {c["n"] for c in answer["citations"]}
-    spans: list[tuple[int, int]] = []
-    cursor = 0
-    for check in answer.get("unsupported") or []:
-        at = text.find(check["text"], cursor)
-        if at < 0:
-            at = text.find(check["text"])
-        if at >= 0 and check["text"]:
-            spans.append((at, at + len(check["text"])))
-            cursor = at + len(check["text"])
-    spans.sort()
-    out, pos = [], 0
-    for start, end in spans:
-        if start < pos:
-            continue
-        out.append(_marker_links(_lines(text[pos:start]), turn, valid))
-        out.append(
-            '<span class="unsupported" title="Not supported by the passage it cites">'
-            f"{_marker_links(_lines(text[start:end]), turn, valid)}</span>"
-            '<span class="unsupported-flag">⚠ unsupported</span>'
-        )
-        pos = end
-    out.append(_marker_links(_lines(text[pos:]), turn, valid))
     short = answer.get("short_answer")
     lead = f"{short} \u2014 "
-    if short and not spans and text.startswith(lead):  # LLM mode: the answer phrase, then its sentence
+    if short and text.startswith(lead):  # LLM mode: the answer phrase in bold, then the sentence holding it
         rest = _marker_links(_lines(text[len(lead):]), turn, valid)
-        out = [f'<strong class="short-answer">{esc(short)}</strong> \u2014 {rest}']
-    return f'<div class="answer">{"".join(out)}</div>'
+        return f'<div class="answer"><strong class="short-answer">{esc(short)}</strong> \u2014 {rest}</div>'
+    return f'<div class="answer">{_marker_links(_lines(text), turn, valid)}</div>'
 
 
 def _context(text: str, lo: int, start: int, end: int, hi: int) -> str:
@@ -344,12 +320,6 @@ def evidence_html(turn_data: Optional[dict], turn: int, active: str = "") -> str
                 f'<blockquote class="passage">{body}</blockquote></li>'
             )
         parts.append("</ol>")
-        if answer.get("unsupported"):
-            flagged = "".join(f"<li>{esc(s['text'])}</li>" for s in answer["unsupported"])
-            parts.append(
-                '<div class="notes"><strong class="unsupported-flag">⚠ Not supported by the cited passages:</strong>'
-                f"<ul>{flagged}</ul></div>"
-            )
     notes = [n for n in answer.get("notes") or [] if not n.startswith("No passage answers")]
     if notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")

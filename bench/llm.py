@@ -175,7 +175,6 @@ def main(argv=None) -> int:
             "id": q["id"], "question": q["question"], "mode": answer.mode, "abstained": answer.abstained,
             "llm_called": call is not None, "answer": answer.text, "notes": answer.notes,
             "citations_valid": citations_valid(pipeline, answer),
-            "unsupported": len(answer.unsupported),
             "gold": any(a.lower() in answer.text.lower() for a in q.get("answers") or []),
             "e2e_ttft": (first_delta - started) if first_delta else None,
             "fallback": None, "ttft": None, "tokens": 0, "decode_tps": None, "seconds": None,

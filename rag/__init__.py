@@ -7,12 +7,12 @@
 
 from rag.errors import InvalidQuestion, LLMError, RagError
 from rag.settings import Settings, get_settings
-from rag.types import Answer, Citation, Passage, Reading, SentenceCheck
+from rag.types import Answer, Citation, Passage, Reading
 
 _PIPELINE_NAMES = ("Pipeline", "ask", "ask_many", "ask_stream", "chat", "default_pipeline", "set_default_pipeline")
 
 __all__ = [
-    "Answer", "Citation", "Passage", "Reading", "SentenceCheck", "Settings", "get_settings", "InvalidQuestion",
+    "Answer", "Citation", "Passage", "Reading", "Settings", "get_settings", "InvalidQuestion",
     "LLMError", "RagError", *_PIPELINE_NAMES,
 ]
 

@@ -190,7 +190,8 @@ class Pipeline:
         t0 = time.perf_counter()
         windows = reader_windows(extractive.candidates, answer.passages, articles, settings.llm_passages)
         passages = fit_passages(
-            [w for w, _ in windows], answer.retrieval_query, settings.llm_context_window, settings.llm_max_tokens
+            [w for w, _ in windows], READER_SYSTEM + answer.retrieval_query, settings.llm_context_window,
+            settings.llm_max_tokens,
         )
         origins = [origin for _, origin in windows[: len(passages)]]
         messages = [
@@ -231,6 +232,12 @@ class Pipeline:
         answer.mode = "llm"
         if reply.not_found:
             self._abstain(answer, "The model found no answer in the passages; the closest ones are shown as related.")
+        elif grounding is None and not extractive.abstained:
+            # The model named no phrase of the passages (often a list or a paraphrase): its words cannot be
+            # checked, so the extractive answer, which stands on its own evidence, is shown instead.
+            answer.mode = "extractive"
+            answer.notes.append(f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages; "
+                                "the extractive answer is shown instead.")
         elif grounding is None:
             self._abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages, "
                                   "so it is not shown; the closest passages are shown as related.")

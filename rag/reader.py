@@ -136,12 +136,18 @@ def parse_reply(text: str) -> ReaderReply:
 
 
 def partial_phrase(text: str) -> str:
-    """The answer phrase of a reply still being written (for streaming), or "" before it starts."""
+    """The answer phrase of a reply still being written (for streaming), read as :func:`parse_reply` reads
+    a whole one: after ``ANSWER:``, else the first line; "" while it may still become a label or NOT FOUND."""
     match = _ANSWER.search(text)
-    if not match:
-        return ""
-    phrase = _MARKER.sub(" ", match.group(1).split("\n")[0])
-    return " ".join(phrase.split()).strip(_TRIM)
+    if match:
+        line = match.group(1).split("\n")[0]
+    else:
+        head = text.lstrip()
+        line = head.split("\n")[0]
+        folded = " ".join(line.split()).upper()
+        if "ANSWER:".startswith(folded[:7]) or NOT_FOUND.startswith(folded) or _NOT_FOUND.search(line):
+            return ""
+    return " ".join(_MARKER.sub(" ", line).split()).strip(_TRIM)
 
 
 # --- grounding -------------------------------------------------------------------------------------------

@@ -43,16 +43,6 @@ class Citation:
 
 
 @dataclass
-class SentenceCheck:
-    """An answer sentence and whether its cited passages support it (LLM mode)."""
-
-    text: str
-    citations: list[int]
-    supported: bool
-    support: float  # best support score over the cited passages
-
-
-@dataclass
 class Reading:
     """Streamed by ``ask_stream`` in LLM mode before the model is called: the passages it is given to read,
     so that a face can show the evidence at once while the model works."""
@@ -74,7 +64,6 @@ class Answer:
     mode: str = "extractive"
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "LLM cited nothing valid; extractive answer shown"
-    unsupported: list[SentenceCheck] = field(default_factory=list)  # LLM sentences whose citations do not hold
     retrieval_query: str = ""  # the standalone question actually used for retrieval (differs for follow-ups)
     evidence_score: float = 0.0
     llm_reply: Optional[str] = None  # the LLM's raw reply (LLM mode), kept for auditing what was checked

@@ -8,10 +8,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
-from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from rag import Answer, InvalidQuestion, Pipeline
 from rag.answer import ABSTAIN_TEXT, answer_type
@@ -280,89 +278,9 @@ def test_unpunctuated_article_quotes_a_bounded_exact_span(pipeline, tmp_path):
         pipeline.ingestor.delete(article.name)
 
 
-# --- LLM mode with a scripted LlamaIndex LLM --------------------------------------------------------------
-class ScriptedLLM(CustomLLM):
-    """A deterministic LlamaIndex LLM that replies with a fixed script (streams it word by word)."""
-
-    reply: str = ""
-    prompts: list = []
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=4096, num_output=256, model_name="scripted")
-
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        self.prompts.append(prompt)
-        return CompletionResponse(text=self.reply)
-
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
-        self.prompts.append(prompt)
-        text = ""
-        for word in self.reply.split(" "):
-            delta = word if not text else " " + word
-            text += delta
-            yield CompletionResponse(text=text, delta=delta)
-
-
-def llm_pipeline(pipeline: Pipeline, reply: str) -> Pipeline:
-    pipe = Pipeline(pipeline.settings.model_copy(update={"llm": "none"}), llm=ScriptedLLM(reply=reply),
-                    embedder=pipeline.embedder)
-    return pipe
-
-
-def test_llm_mode_good_markers_become_checked_citations(pipeline):
-    pipe = llm_pipeline(pipeline, "CATL holds the majority stake of 51% [1].")
-    answer = pipe.ask("Who holds the majority stake?", mode="llm")
-    assert answer.mode == "llm"
-    assert answer.text == "CATL holds the majority stake of 51% [1]."
-    assert answer.citations[0].article_id == SEED_ID
-    assert answer.citations[0].quote == MAJORITY  # the passage sentence closest to the claim
-    assert answer.unsupported == []
-    assert_spans_exact(pipe, answer)
-    # The prompt fenced the passages and numbered them.
-    assert "<<<PASSAGE 1>>>" in pipe.llm.prompts[-1] and "<<<END 1>>>" in pipe.llm.prompts[-1]
-
-
-def test_llm_mode_bogus_markers_removed_and_unsupported_flagged(pipeline):
-    pipe = llm_pipeline(
-        pipeline, "CATL holds 51% of the venture [1][9]. The factory will be built on the Moon by robots [1]."
-    )
-    answer = pipe.ask("Who holds the majority stake?", mode="llm")
-    assert answer.mode == "llm"
-    assert "[9]" not in answer.text
-    assert any("9" in note for note in answer.notes)
-    assert len(answer.unsupported) == 1 and "Moon" in answer.unsupported[0].text
-    assert_spans_exact(pipe, answer)
-
-
-def test_llm_mode_nested_bogus_markers_do_not_crash(pipeline):
-    pipe = llm_pipeline(pipeline, "CATL holds the majority stake of 51% [[7]1].")
-    answer = pipe.ask("Who holds the majority stake?", mode="llm")
-    assert answer.text == "CATL holds the majority stake of 51% [1]."
-    assert [c.n for c in answer.citations] == [1]
-    assert_spans_exact(pipe, answer)
-
-
 def test_top_k_is_clamped(pipeline):
     assert len(pipeline.ask("Who holds the majority stake?", top_k=-3).passages) == 1
     assert len(pipeline.ask("Who holds the majority stake?", top_k=10_000).passages) <= 50
-
-
-def test_llm_mode_without_valid_citations_falls_back_to_extractive(pipeline):
-    pipe = llm_pipeline(pipeline, "CATL has the majority [7]. Nobody else matters.")
-    answer = pipe.ask("Who holds the majority stake?", mode="llm")
-    assert answer.mode == "extractive"
-    assert answer.citations[0].quote == MAJORITY
-    assert any("extractive answer" in note for note in answer.notes)
-
-
-def test_llm_mode_streams_deltas_then_the_answer(pipeline):
-    pipe = llm_pipeline(pipeline, "CATL holds the majority stake of 51% [1].")
-    items = list(pipe.ask_stream("Who holds the majority stake?", mode="llm"))
-    deltas, final = items[:-1], items[-1]
-    assert len(deltas) > 3 and all(isinstance(d, str) for d in deltas)
-    assert "".join(deltas) == "CATL holds the majority stake of 51% [1]."
-    assert isinstance(final, Answer) and final.mode == "llm" and "generate" in final.timings
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

@@ -153,10 +153,19 @@ def test_llm_marker_before_the_phrase_and_quoted_span(seed_pipeline):
     assert answer.short_answer == "51%" and answer.citations[0].quote == MAJORITY
 
 
-def test_llm_invented_phrase_abstains_with_a_note(seed_pipeline):
+def test_llm_invented_phrase_shows_the_extractive_answer_instead(seed_pipeline):
     answer = scripted(seed_pipeline, "ANSWER: Tesla\nPASSAGE: 1").ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "extractive" and not answer.abstained and answer.short_answer is None
+    assert answer.citations[0].quote == MAJORITY
+    assert any("Tesla" in n and "extractive answer is shown instead" in n for n in answer.notes)
+    assert answer.llm_reply == "ANSWER: Tesla\nPASSAGE: 1"
+
+
+def test_llm_invented_phrase_abstains_when_the_extractive_answer_does(seed_pipeline):
+    strict = seed_pipeline.settings.model_copy(update={"abstain_threshold": 0.99, "llm_abstain_threshold": 0.0})
+    pipe = Pipeline(strict, llm=ScriptedLLM(reply="ANSWER: Tesla\nPASSAGE: 1"), embedder=seed_pipeline.embedder)
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
-    assert answer.short_answer is None
     assert any("Tesla" in n and "none of the passages" in n for n in answer.notes)
     assert answer.passages  # still shown as related
 
@@ -221,3 +230,10 @@ def test_llm_stream_shows_the_passages_first_and_the_ui_renders_them(seed_pipeli
     # The final answer's chat message shows the phrase in bold before its cited sentence.
     message = ui.answer_message(items[-1].to_dict(), 0)
     assert '<strong class="short-answer">CATL</strong>' in message and 'href="#cite-0-1"' in message
+
+
+def test_partial_phrase_of_a_reply_without_labels():
+    assert partial_phrase("NOT FO") == "" and partial_phrase("NOT FOUND") == ""
+    assert partial_phrase("An") == ""  # may still become "ANSWER:"
+    assert partial_phrase("Naresh Go") == "Naresh Go"
+    assert partial_phrase("Naresh Goyal\nmore") == "Naresh Goyal"

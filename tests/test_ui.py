@@ -324,7 +324,7 @@ def test_gradio_api_answers(server):
 
 
 # --- in-process: LLM mode with a scripted LLM, upload checks, escaping ----------------------------------------
-LLM_REPLY = "CATL holds 51% of the venture [1]. The factory will be built on the Moon by robots [1]."
+LLM_REPLY = "ANSWER: a majority stake of 51%\nPASSAGE: 1"  # the reader's format: a phrase and a passage
 
 
 class ScriptedLLM(CustomLLM):
@@ -342,9 +342,9 @@ class ScriptedLLM(CustomLLM):
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
         text = ""
-        for word in self.reply.split(" "):
+        for i in range(0, len(self.reply), 4):
             time.sleep(self.delay)
-            delta = word if not text else " " + word
+            delta = self.reply[i : i + 4]
             text += delta
             yield CompletionResponse(text=text, delta=delta)
 
@@ -365,20 +365,23 @@ def llm_app(tmp_path_factory, embedder):
     return ui.App(pipe)
 
 
-def test_llm_answer_streams_and_flags_unsupported_sentences(llm_app):
+def test_llm_answer_shows_evidence_first_then_streams_the_phrase(llm_app):
     updates, shown = [], []  # the last chat message at each yield (the chat list is updated in place)
     for update in llm_app.respond(QUESTION, [], [], [], "llm", 5):
         updates.append(update)
         if isinstance(update[1], list):
             shown.append(update[1][-1]["content"])
-    assert len(shown) >= len(LLM_REPLY.split()) + 1  # placeholder, one per streamed word, final
-    assert any("CATL" in p and "Moon" not in p for p in shown[1:-1])
+    # The passages being read reach the evidence panel before the model has answered.
+    reading = [u[4] for u in updates if isinstance(u[4], str) and "Reading these passages" in u[4]]
+    assert reading and "Reading the passages" in shown[1]
+    assert any("majority" in m and "51%" not in m for m in shown[2:-1])  # the phrase grows
     final = shown[-1]
-    assert 'class="unsupported"' in final and "Moon" in final and "⚠ unsupported" in final
+    assert '<strong class="short-answer">a majority stake of 51%</strong>' in final
     assert 'href="#cite-0-1"' in final
     _, _, history, answers, evidence, _ = updates[-1]
     assert history[-1][0] == QUESTION and answers[0]["answer"]["mode"] == "llm"
-    assert "Not supported by the cited passages" in evidence and 'mark class="quote"' in evidence
+    assert answers[0]["answer"]["short_answer"] == "a majority stake of 51%"
+    assert 'mark class="quote"' in evidence and "a majority stake of 51%" in evidence
 
     # An empty question changes nothing.
     with pytest.warns(UserWarning, match="Please type a question"):
@@ -388,7 +391,7 @@ def test_llm_answer_streams_and_flags_unsupported_sentences(llm_app):
 
 def test_llm_mode_in_the_browser(llm_app, browser):
     settings = llm_app.settings
-    llm_app.pipeline.llm.delay = 0.08
+    llm_app.pipeline.llm.delay = 0.15
     demo = ui.build_app(llm_app.pipeline)
     ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
@@ -400,14 +403,13 @@ def test_llm_mode_in_the_browser(llm_app, browser):
         box = page.locator("#question textarea")
         box.fill(QUESTION)
         box.press("Enter")
-        # Progressive: the text grows before the checked answer (with its markers) replaces it.
+        # Progressive: the evidence panel lists the passages being read while the phrase is still growing.
         page.wait_for_function(
-            """() => { const a = [...document.querySelectorAll('#chat .answer')].pop();
-                       return a && a.innerText.includes('CATL') && !a.innerText.includes('Moon'); }"""
+            """() => document.body.innerText.includes('Reading these passages')
+                     && !document.querySelector('#chat .answer .short-answer')"""
         )
-        page.locator("#chat .answer .unsupported").wait_for()
-        assert "Moon" in page.locator("#chat .answer .unsupported").inner_text()
-        assert "unsupported" in page.locator("#chat .answer .unsupported-flag").inner_text()
+        page.locator("#chat .answer .short-answer").wait_for()
+        assert page.locator("#chat .answer .short-answer").inner_text() == "a majority stake of 51%"
         assert page.locator("#chat .answer a.cite-marker").count() >= 1
         page.context.close()
     finally:
@@ -494,7 +496,7 @@ def test_rendering_escapes_article_text():
     end = start + len("The answer is 42.")
     answer = {
         "question": evil, "text": f"The answer is 42. {evil} [1]", "abstained": False, "notes": [evil],
-        "unsupported": [], "passages": [{"chunk_id": "c", "article_id": "a", "title": evil, "source": evil,
+        "passages": [{"chunk_id": "c", "article_id": "a", "title": evil, "source": evil,
                                           "text": text, "start_char_idx": 0, "end_char_idx": len(text), "page": 0}],
         "citations": [{"n": 1, "article_id": "a", "title": evil, "source": "https://example.com/x?q=1\"><b>",
                        "quote": text[start:end], "start_char_idx": start, "end_char_idx": end, "score": 1.0,
