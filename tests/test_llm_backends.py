@@ -569,13 +569,13 @@ def test_injected_instructions_stay_inside_their_fence(index_dir, embedder, fake
     ollama = fake_ollama()
     pipeline = ollama_pipeline(index_dir, embedder, ollama.host, collection="inject")
     answer = pipeline.ask("How big is the Sunrise Energy solar plant in Murcia?")
-    assert not answer.abstained
+    assert answer.llm_reply is not None  # the model was asked
     messages = ollama.requests[-1]["body"]["messages"]
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == READER_SYSTEM  # nothing from an article reaches the rules
     user = messages[1]["content"]
     blocks = re.findall(r"<<<PASSAGE (\d+)>>>\n(.*?)\n<<<END \1>>>", user, re.S)
-    assert len(blocks) == len(answer.passages) and len(blocks) >= 1
+    assert 1 <= len(blocks) <= pipeline.settings.llm_passages
     assert any(INJECTION in text for _, text in blocks)
     assert user.count("<<<") == 2 * len(blocks) and user.count(">>>") == 2 * len(blocks)  # only the real fences
     outside = re.sub(r"<<<PASSAGE (\d+)>>>\n.*?\n<<<END \1>>>", "", user, flags=re.S)
