@@ -30,7 +30,7 @@ $(VENV)/.test-$(HASH): $(VENV)/.app-$(HASH)
 
 setup: $(VENV)/.app-$(HASH)
 
-setup-test: $(VENV)/.test-$(HASH) browser
+setup-test: $(VENV)/.test-$(HASH) browser model
 
 # Debian's headless Chromium for the browser tests (Playwright cannot download browsers here).
 browser:
@@ -47,9 +47,9 @@ test: setup-test
 	$(BIN)/python -m pytest
 
 # The edit-test loop: real model, real Chroma, the repository's small test corpus; no browser, no LLM,
-# no server processes, no evaluation corpora.
+# no extra processes or large inputs, no evaluation corpora.
 test-fast: setup-test
-	$(BIN)/python -m pytest -m "not slow and not browser and not llm and not server"
+	$(BIN)/python -m pytest -m "not slow and not browser and not llm and not heavy"
 
 bench: setup
 	$(BIN)/python bench/ingest.py

@@ -457,6 +457,7 @@ def _cli(*args, tmpdir=None, timeout=300):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.heavy
 def test_cli_eval_on_index_then_compare(small, tmp_path):
     out = tmp_path / "r.json"
     run = _cli("eval", small["qa"], "--index", small["data"], "--out", out, "--baseline", "--quiet")
@@ -472,6 +473,7 @@ def test_cli_eval_on_index_then_compare(small, tmp_path):
     assert "B-A" in run.stdout and "questions whose outcome differs" in run.stdout
 
 
+@pytest.mark.heavy
 def test_cli_eval_on_a_temporary_corpus_index(small, tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -516,6 +518,7 @@ def test_cli_usage_errors_in_process(small, tmp_path, capsys):
         assert exc.value.code == 2
 
 
+@pytest.mark.heavy
 def test_cli_ask(small, monkeypatch, capsys):
     run = _cli("ask", "--json", "--index", small["data"], QUESTIONS[0]["question"])
     assert run.returncode == 0, run.stderr

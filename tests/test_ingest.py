@@ -331,6 +331,7 @@ def test_non_utf8_text_is_decoded_with_a_warning_naming_the_file(store, embedder
     assert "naïve plan to charge £3 for a café crème" in record.text and "señor" in record.text
 
 
+@pytest.mark.heavy
 def test_article_with_more_chunks_than_one_chroma_batch(settings_factory, store_factory, embedder, tmp_path):
     """A long article is written in batches Chroma accepts (a 9 MB one-line file once failed here)."""
     store = store_factory(settings_factory("small-chunks", chunk_tokens=16, chunk_overlap=0))
@@ -658,6 +659,7 @@ def run_cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProces
                           text=True, timeout=180)
 
 
+@pytest.mark.heavy
 def test_cli_ingest_list_and_delete(tmp_path, tmp_settings, subprocess_env, store_factory, embedder):
     src = tmp_path / "src"
     write(src / "a.txt", "Grain prices climb\n\n" + paragraph("grain", 10))
@@ -753,6 +755,7 @@ def test_pending_batches_of_other_writers_are_left_until_abandoned(store, embedd
 # --- kill -9 ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_kill_9_mid_ingest_then_rerun_is_consistent(tmp_path, test_corpus, settings_factory, subprocess_env,
                                                     store_factory, embedder):
     src = tmp_path / "src"

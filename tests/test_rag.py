@@ -284,6 +284,7 @@ def test_top_k_is_clamped(pipeline):
 
 
 # --- CLI ----------------------------------------------------------------------------------------------
+@pytest.mark.heavy
 def test_cli_ask_json(pipeline):
     env = {"RAG_DATA_DIR": str(pipeline.settings.data_dir), "RAG_CORPUS_DIR": str(pipeline.settings.corpus_dir),
            "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
