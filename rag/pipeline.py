@@ -230,7 +230,12 @@ class Pipeline:
         reply = parse_reply(reply_text)
         grounding = ground(reply, passages, articles, answer.retrieval_query, self.retriever.tokenizer.stem)
         answer.mode = "llm"
-        if reply.not_found:
+        if reply.not_found and not extractive.abstained and extractive.evidence_score >= settings.llm_not_found_override:
+            # A small model says NOT FOUND too readily: with evidence this strong the extractive answer stands.
+            answer.mode = "extractive"
+            answer.notes.append("The model found no answer in the passages, but the evidence is strong; "
+                                "the extractive answer is shown instead.")
+        elif reply.not_found:
             self._abstain(answer, "The model found no answer in the passages; the closest ones are shown as related.")
         elif grounding is None and not extractive.abstained:
             # The model named no phrase of the passages (often a list or a paraphrase): its words cannot be

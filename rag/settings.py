@@ -82,11 +82,16 @@ class Settings(BaseSettings):
     llm: Literal["none", "llamacpp", "openai", "ollama"] = "none"
     llm_fallback: Literal["extractive", "none"] = "extractive"
     llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM call is abandoned.")
-    llm_temperature: float = Field(0.1, ge=0)
+    llm_temperature: float = Field(0.0, ge=0, description="0: greedy decoding, the same answer every time.")
     llm_max_tokens: int = Field(64, ge=1, description="Answer budget: the reader replies with a phrase and a number.")
     llm_passages: int = Field(4, ge=1, le=20, description="Top passages given to the LLM reader.")
+    # LLM mode's two thresholds, on the same evidence score as abstain_threshold (rag/answer.py), were chosen
+    # together by 5-fold cross-validation over both dev sets (bench/reader_calibration.py; README, Quality).
     llm_abstain_threshold: float = Field(
-        0.50, description="LLM mode: retrieval evidence under which the answer abstains without asking the model."
+        0.57, description="LLM mode: retrieval evidence under which the answer abstains without asking the model."
+    )
+    llm_not_found_override: float = Field(
+        0.80, description="LLM mode: evidence from which the model's NOT FOUND gives way to the extractive answer."
     )
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(

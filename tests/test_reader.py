@@ -149,7 +149,7 @@ def test_llm_phrase_found_becomes_short_answer_and_sentence_citation(seed_pipeli
 
 
 def test_llm_marker_before_the_phrase_and_quoted_span(seed_pipeline):
-    answer = scripted(seed_pipeline, "[1] ANSWER: \u201c51%\u201d.").ask("How big is CATL's stake?", mode="llm")
+    answer = scripted(seed_pipeline, "[1] ANSWER: \u201c51%\u201d.").ask("How big is CATL's majority stake?", mode="llm")
     assert answer.short_answer == "51%" and answer.citations[0].quote == MAJORITY
 
 
@@ -171,9 +171,20 @@ def test_llm_invented_phrase_abstains_when_the_extractive_answer_does(seed_pipel
 
 
 def test_llm_not_found_abstains(seed_pipeline):
-    answer = scripted(seed_pipeline, "NOT FOUND").ask("Who holds the majority stake?", mode="llm")
+    never = seed_pipeline.settings.model_copy(update={"llm_not_found_override": 9.9})
+    answer = Pipeline(never, llm=ScriptedLLM(reply="NOT FOUND"), embedder=seed_pipeline.embedder).ask(
+        "Who holds the majority stake?", mode="llm")
     assert answer.abstained and answer.mode == "llm"
     assert any("found no answer" in n for n in answer.notes)
+
+
+def test_llm_not_found_gives_way_to_strong_extractive_evidence(seed_pipeline):
+    trusting = seed_pipeline.settings.model_copy(update={"llm_not_found_override": 0.7})
+    pipe = Pipeline(trusting, llm=ScriptedLLM(reply="NOT FOUND"), embedder=seed_pipeline.embedder)
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.evidence_score >= 0.7
+    assert answer.mode == "extractive" and not answer.abstained and answer.citations[0].quote == MAJORITY
+    assert any("found no answer" in n and "extractive answer is shown" in n for n in answer.notes)
 
 
 def test_llm_weak_evidence_abstains_without_asking_the_model(seed_pipeline):
