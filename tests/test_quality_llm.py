@@ -106,12 +106,15 @@ def test_small_corpus_end_to_end_with_the_real_model(tmp_path, embedder, qwen):
         if q["answers"]:
             answered += 1
             right += any(a.lower() in answer.text.lower() for a in q["answers"]) and not answer.abstained
+    print(f"small corpus, LLM mode: {right} of {answered} answers hold a gold answer")
     assert right / answered >= BARS["small"]["contains"]
 
 
-# Floors: the bars where they are met, else a little below what was measured (see the README).
+# Floors: the bars where they are met, else a little below what was measured (README, Quality:
+# BBC contains 0.900, first citation 0.846, 5 of 6 abstained, 1 of 40 wrongly; RealTime QA 0.543, 0.721 with
+# quotes of gold answers, 0.94, 0.085; the small corpus 20 of 20).
 BARS = {
-    "bbc": {"contains": 0.0, "first_citation_gold": 0.0, "abstain_accuracy": 0.0, "false_abstention": 1.0},
-    "rtqa": {"contains": 0.0, "first_citation_ok": 0.0, "abstain_accuracy": 0.0, "false_abstention": 1.0},
-    "small": {"contains": 0.0},
+    "bbc": {"contains": 0.875, "first_citation_gold": 0.80, "abstain_accuracy": 0.83, "false_abstention": 0.05},
+    "rtqa": {"contains": 0.50, "first_citation_ok": 0.67, "abstain_accuracy": 0.80, "false_abstention": 0.10},
+    "small": {"contains": 0.85},
 }
