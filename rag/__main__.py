@@ -208,7 +208,8 @@ def cmd_eval(args) -> int:
         result["meta"]["questions_file"] = str(args.questions)
         result["meta"]["load_problems"] = problems
         if args.corpus:
-            result["meta"]["index"] = f"temporary index of {args.corpus}"
+            kind = "temporary" if args.no_cache else "cached"
+            result["meta"]["index"] = f"{kind} index of {args.corpus}"
         baseline = None
         if args.baseline:
             baseline = ev.evaluate_baseline(pipeline, questions, result["meta"]["top_k"], progress=not args.quiet)

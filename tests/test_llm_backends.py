@@ -648,7 +648,7 @@ def test_openai_api_needs_a_key_and_never_shows_it(monkeypatch):
 
 
 def test_none_backend_builds_nothing(index_dir, embedder):
-    assert build_llm(settings()) is None
+    assert build_llm(settings(llm="none")) is None
     pipeline = make_pipeline(index_dir, embedder, llm="none")
     with pytest.raises(LLMError, match="RAG_LLM"):
         pipeline.ask(QUESTION)

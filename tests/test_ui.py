@@ -397,6 +397,7 @@ def test_llm_mode_in_the_browser(llm_app, browser):
     try:
         page = open_page(browser, f"http://127.0.0.1:{settings.port}")
         page.get_by_role("tab", name="Settings").click()
+        page.locator("#answer-mode input[value=llm]").wait_for()  # the tab renders its content on first show
         assert page.locator("#answer-mode input[type=radio]").count() == 2
         assert page.locator("#answer-mode input[value=llm]").is_checked()
         page.get_by_role("tab", name="Ask").click()
