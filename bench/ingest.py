@@ -8,7 +8,7 @@ Prints, for one run: articles/s, chunks/s, embedded tokens/s, peak RSS; the pure
 and the ratio ingest time / pure encode time; then an unchanged re-run, in-process and as a fresh
 ``python -m ingest`` process. Targets are printed beside the figures.
 
-The BBC folder is ../shared/data/bbc relative to the repository root; it is only read. The N files are
+The BBC folder is bbc/ under RAG_EVAL_DATA (default ../shared/data); it is only read. The N files are
 taken round-robin over the five categories and linked (symlinks, not copies) into a temporary folder, so
 article ids are ``<category>/<file>`` as when the whole folder is ingested.
 """
@@ -30,7 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this folder is sys.path[0] and this file would shadow the ``ingest`` package.
 sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-BBC_DIR = (REPO_ROOT / ".." / "shared" / "data" / "bbc").resolve()
+from rag.settings import Settings  # noqa: E402 (after the sys.path fix above)
+
+BBC_DIR = Settings().eval_data / "bbc"  # RAG_EVAL_DATA, default ../shared/data
 TARGET_RATIO = 1.2
 TARGET_RERUN_S = 10.0
 TARGET_RSS_GB = 2.5
