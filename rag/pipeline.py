@@ -175,9 +175,9 @@ class Pipeline:
     def _llm_answer(self, answer: Answer, extractive, articles: dict[str, str], stream: bool) -> Iterator[str]:
         """Answer with the LLM reader (:mod:`rag.reader`): a short phrase it names, checked against the passages.
 
-        Abstains when the retrieval evidence is too weak to be worth asking (no model call), when the model
-        finds nothing, or when its phrase occurs in no passage (an invented answer). On an LLM failure the
-        extractive answer is kept, with a note.
+        Abstains without a model call when the retrieval evidence is too weak (or about another period); the
+        model's reply is then judged by :meth:`_judge_reply`. On an LLM failure the extractive answer is kept,
+        with a note.
         """
         from llama_index.core.llms import ChatMessage
 
@@ -227,6 +227,16 @@ class Pipeline:
             return
         answer.timings["generate"] = time.perf_counter() - t0
         answer.llm_reply = reply_text
+        self._judge_reply(answer, extractive, reply_text, passages, origins, articles)
+        if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
+            yield answer.text
+
+    def _judge_reply(self, answer: Answer, extractive, reply_text: str, passages: list, origins: list[int],
+                     articles: dict[str, str]) -> None:
+        """Turn the model's reply into the answer: its phrase found in a passage is the answer; NOT FOUND
+        abstains unless the evidence is strong; a phrase found nowhere is never shown (the calibrated rule of
+        README, Quality)."""
+        settings = self.settings
         reply = parse_reply(reply_text)
         grounding = ground(reply, passages, articles, answer.retrieval_query, self.retriever.tokenizer.stem)
         answer.mode = "llm"
@@ -248,8 +258,6 @@ class Pipeline:
                                   "so it is not shown; the closest passages are shown as related.")
         else:
             self._grounded_answer(answer, passages, origins, articles, grounding)
-        if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
-            yield answer.text
 
     @staticmethod
     def _abstain(answer: Answer, note: str) -> None:
