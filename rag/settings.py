@@ -1,7 +1,8 @@
 """One validated settings object, read from environment variables (prefix ``RAG_``) and an optional ``.env``.
 
 Every default works offline on a laptop: an embedded Chroma store under ``data/``, the bundled
-all-MiniLM-L6-v2 embedder and extractive answers (no LLM).
+all-MiniLM-L6-v2 embedder, and LLM answers from the local reader model once it is installed
+(``python -m rag models install``), extractive answers until then.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM call is abandoned.")
     llm_temperature: float = Field(0.0, ge=0, description="0: greedy decoding, the same answer every time.")
     llm_max_tokens: int = Field(64, ge=1, description="Answer budget: the reader replies with a phrase and a number.")
-    llm_passages: int = Field(4, ge=1, le=20, description="Top passages given to the LLM reader.")
+    llm_passages: int = Field(
+        4, ge=1, le=20, description="Windows (a candidate sentence with its neighbours) given to the LLM reader."
+    )
     # LLM mode's two thresholds, on the same evidence score as abstain_threshold (rag/answer.py), were chosen
     # together by 5-fold cross-validation over both dev sets (bench/reader_calibration.py; README, Quality).
     llm_abstain_threshold: float = Field(
