@@ -71,9 +71,15 @@ class Pipeline:
         return None
 
     def warm_up(self) -> None:
-        """Build the BM25 index and run the encoder once, so the first question is fast."""
+        """Build the BM25 index, run the encoder once and, in LLM mode, load the model: the first question is
+        then as fast as the next."""
         self.retriever.bm25()
         self.embedder.embed_query("warm up")
+        if self.settings.answer_mode == "llm":
+            try:
+                self.llm  # noqa: B018 (builds and loads it)
+            except Exception as exc:  # the first question reports it, with the extractive fallback
+                log.warning("could not load the LLM at start: %s", exc)
 
     # --- asking -------------------------------------------------------------------------------------
     def ask(

@@ -4,7 +4,7 @@ Designed for a 1.5B-parameter model, not for GPT-4: the model is asked for a sho
 from one passage and that passage's number, nothing else. Code then checks that the phrase really occurs
 in a passage the model was given and builds the displayed answer and its citation from that exact span and
 the sentence holding it, so every word shown as cited is the article's own. A phrase found in no passage
-is an invented answer and is rejected.
+is an invented answer and is never shown.
 
 Written by hand because LlamaIndex's CitationQueryEngine asks for free text with "Source n" markers, which
 a small model places unreliably (before sentences, as "Source 1:") and which cannot be checked span by span.
@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from rag.prompt import passages_block, neutralise
+from rag.prompt import neutralise, passages_block
 from rag.sentences import sentence_spans
 from rag.types import Passage
 
@@ -44,7 +44,9 @@ WINDOW_NEIGHBOURS = 1  # sentences either side of a candidate sentence given to 
 NEIGHBOUR_REACH = 600  # how far (characters) to look for those neighbours
 
 
-def reader_windows(candidates: list, passages: list[Passage], articles: dict[str, str], count: int) -> list[tuple[Passage, int]]:
+def reader_windows(
+    candidates: list, passages: list[Passage], articles: dict[str, str], count: int
+) -> list[tuple[Passage, int]]:
     """What the model reads: the best-scored candidate sentences (``rag.answer``'s ranking), each with its
     neighbouring sentences, as passages of exact article spans; overlapping windows of one article merge.
 
