@@ -355,7 +355,7 @@ def extract_answer(
         return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4), best.clash, ranked)
     if evidence < threshold:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, round(evidence, 4), candidates=ranked)
-    candidates = [c for c in candidates if not c.clash]
+    candidates = ranked
     # A close runner-up is shown too: it often holds the answer when the best sentence is its cue.
     chosen = [best] + [c for c in candidates[1:2] if c.score >= SECOND_SENTENCE_RATIO * best.score]
     citations = [

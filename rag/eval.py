@@ -418,7 +418,8 @@ def score_answer(
         m["first_citation_gold"] = float(any(matcher.same(first.article_id, g) for g in golds))
         # Lenient: other articles often report the same answer (RealTime QA's distractors are search results
         # for the question); a first citation quoting a gold answer counts as right too.
-        m["first_citation_ok"] = float(bool(m["first_citation_gold"]) or bool(contains_answer(first.quote, question.answers)))
+        quotes_gold = bool(contains_answer(first.quote, question.answers))
+        m["first_citation_ok"] = float(bool(m["first_citation_gold"]) or quotes_gold)
     else:
         m["first_citation_gold"] = m["first_citation_ok"] = None
     m["abstain_accuracy"] = None if question.answerable else float(answer.abstained)

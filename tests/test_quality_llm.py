@@ -65,29 +65,23 @@ def rtqa_llm(tmp_path_factory, embedder, qwen):
     return corpus_report(corpus, require_eval_data("realtimeqa", "qa_dev.jsonl"), tmp_path_factory, embedder, qwen)
 
 
-def assert_quotes_exact(pipeline_store, report) -> None:
-    for row in report["questions"]:
-        for c in row["citations"]:
-            text = pipeline_store.get_articles([c["article_id"]], with_text=True)[c["article_id"]].text
-            assert text[c["start_char_idx"] : c["end_char_idx"]] == c["quote"]
+def assert_bars(report: dict, bars: dict, citation: str) -> None:
+    overall = report["summary"]["overall"]
+    assert overall["errors"] == 0
+    assert overall["contains"] >= bars["contains"]
+    assert overall[citation] >= bars[citation]
+    assert overall["abstain_accuracy"] >= bars["abstain_accuracy"]
+    assert overall["false_abstention"] <= bars["false_abstention"]
 
 
 def test_bbc_dev_in_llm_mode(bbc_llm):
-    overall = bbc_llm["summary"]["overall"]
-    assert overall["errors"] == 0
-    assert overall["contains"] >= BARS["bbc"]["contains"]
-    assert overall["first_citation_gold"] >= BARS["bbc"]["first_citation_gold"]
-    assert overall["abstain_accuracy"] >= BARS["bbc"]["abstain_accuracy"]
-    assert overall["false_abstention"] <= BARS["bbc"]["false_abstention"]
+    assert_bars(bbc_llm, BARS["bbc"], "first_citation_gold")
 
 
 def test_realtimeqa_dev_in_llm_mode(rtqa_llm):
-    overall = rtqa_llm["summary"]["overall"]
-    assert overall["errors"] == 0
-    assert overall["contains"] >= BARS["rtqa"]["contains"]
-    assert overall["first_citation_ok"] >= BARS["rtqa"]["first_citation_ok"]
-    assert overall["abstain_accuracy"] >= BARS["rtqa"]["abstain_accuracy"]
-    assert overall["false_abstention"] <= BARS["rtqa"]["false_abstention"]
+    # A first citation counts there when it is from a gold article or quotes a gold answer: the other
+    # articles were search results for the same question and often report the same answer.
+    assert_bars(rtqa_llm, BARS["rtqa"], "first_citation_ok")
 
 
 def test_small_corpus_end_to_end_with_the_real_model(tmp_path, embedder, qwen):
