@@ -1,6 +1,6 @@
 """The web UI: a Gradio chat over the indexed articles, with cited passages and corpus management.
 
-A thin layer over :class:`rag.pipeline.Pipeline`: every answer, citation and ingestion comes from the core;
+A thin layer over :class:`rag.query.pipeline.Pipeline`: every answer, citation and ingestion comes from the core;
 this module only renders them (HTML-escaping all article text, which is untrusted input) and checks uploads.
 
 Run ``python ui.py``: it opens the index named by the ``RAG_*`` settings, ingests the default corpus into an
@@ -28,10 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 import gradio as gr
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from rag.errors import InvalidQuestion, LLMError, RagError
-from rag.pipeline import Pipeline
-from rag.settings import Settings, get_settings
-from rag.types import Reading
+from rag.core.errors import InvalidQuestion, LLMError, RagError
+from rag.query.pipeline import Pipeline
+from rag.core.settings import Settings, get_settings
+from rag.core.types import Reading
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def llm_description(settings: Settings) -> str:
     if settings.llm == "none":
         return "none (extractive answers only; set RAG_LLM to llamacpp, openai or ollama for LLM mode)"
     if settings.llm == "llamacpp":
-        from rag.models import resolve_gguf
+        from rag.llm.models import resolve_gguf
 
         path = resolve_gguf(settings)
         model = path.name if path else "no GGUF model (python -m rag models install)"

@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this folder is sys.path[0] and this file would shadow the ``ingest`` package.
 sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from rag.settings import Settings  # noqa: E402 (after the sys.path fix above)
+from rag.core.settings import Settings  # noqa: E402 (after the sys.path fix above)
 
 BBC_DIR = Settings().eval_data / "bbc"  # RAG_EVAL_DATA, default ../shared/data
 TARGET_RATIO = 1.2
@@ -89,9 +89,10 @@ def run(args, work: Path, data_dir: Path) -> int:
     src = work / "bbc"
     link_tree(files, src)
 
-    from ingest.pipeline import Ingestor, embed_text
-    from rag.settings import Settings
-    from rag.store import Embedder, Store
+    from ingest.ingestor import Ingestor, embed_text
+    from rag.core.settings import Settings
+    from rag.index.embedder import Embedder
+    from rag.index.store import Store
 
     # Storage is always the fresh folder; other RAG_* settings (batch size, chunk size...) apply as usual.
     settings = Settings(_env_file=None, data_dir=data_dir, chroma_path=None, chroma_host=None, collection="news")

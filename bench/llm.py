@@ -33,7 +33,7 @@ FALLBACK_NOTE = "the extractive answer is shown instead"
 
 
 def _eval_data() -> Path:
-    from rag.settings import Settings
+    from rag.core.settings import Settings
 
     return Settings().eval_data
 
@@ -132,10 +132,10 @@ def citations_valid(pipeline, answer) -> bool:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from rag.eval_index import cached_index
-    from rag.pipeline import Pipeline
-    from rag.settings import Settings
-    from rag.types import Answer
+    from rag.eval.index_cache import cached_index
+    from rag.query.pipeline import Pipeline
+    from rag.core.settings import Settings
+    from rag.core.types import Answer
 
     overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_fallback": "extractive"}
     if args.data_dir:

@@ -42,12 +42,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the questions")
     args = parser.parse_args()
 
-    from rag.pipeline import Pipeline
-    from rag.settings import Settings
+    from rag.query.pipeline import Pipeline
+    from rag.core.settings import Settings
 
     settings = Settings(data_dir=args.index)
     if args.corpus:
-        from ingest.pipeline import open_ingestor
+        from ingest.ingestor import open_ingestor
 
         print(open_ingestor(settings).ingest([args.corpus]).summary())
     questions = [json.loads(l)["question"] for l in args.questions.read_text().splitlines() if l.strip()]

@@ -42,9 +42,9 @@ def holds_gold(text: str, golds: list[str]) -> bool:
 
 
 def run(args) -> int:
-    from rag.eval_index import cached_index
-    from rag.pipeline import Pipeline
-    from rag.settings import Settings
+    from rag.eval.index_cache import cached_index
+    from rag.query.pipeline import Pipeline
+    from rag.core.settings import Settings
 
     overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0}
     if args.model:

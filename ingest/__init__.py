@@ -5,7 +5,7 @@
 """
 
 from ingest.loaders import Article, SkipFile, load_bytes
-from ingest.pipeline import (
+from ingest.ingestor import (
     IngestReport,
     Ingestor,
     SkippedFile,

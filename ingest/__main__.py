@@ -7,8 +7,8 @@ import json
 import logging
 import sys
 
-from ingest.pipeline import open_ingestor
-from rag.settings import get_settings
+from ingest.ingestor import open_ingestor
+from rag.core.settings import get_settings
 
 RERUN_HINT = (
     "Articles committed before this point are kept and nothing half-written is visible; run the same "

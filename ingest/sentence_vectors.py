@@ -13,7 +13,7 @@ from bisect import bisect_right
 from typing import Sequence
 
 from ingest.chunking import Chunk
-from rag.store import TokenVectors
+from rag.index.embedder import TokenVectors
 
 
 def pool_sentence_vectors(

@@ -42,7 +42,7 @@ def _positive(value: str) -> int:
 
 def _index_settings(index: Optional[str]):
     """Settings for ``--index PATH``: a data dir (holding ``chroma/``) or a Chroma directory itself."""
-    from rag.settings import get_settings
+    from rag.core.settings import get_settings
 
     if index is None:
         return get_settings()
@@ -57,7 +57,7 @@ def _index_settings(index: Optional[str]):
 
 
 def _open_pipeline(settings):
-    from rag.pipeline import Pipeline
+    from rag.query.pipeline import Pipeline
 
     try:
         return Pipeline(settings)
@@ -72,7 +72,7 @@ def _check_not_empty(pipeline) -> None:
 
 
 def _check_mode(pipeline, mode: Optional[str]) -> None:
-    from rag.errors import RagError
+    from rag.core.errors import RagError
 
     if (mode or pipeline.settings.answer_mode) != "llm":
         return
@@ -111,7 +111,7 @@ def format_answer(answer) -> str:
 
 
 def cmd_ask(args) -> int:
-    from rag.errors import InvalidQuestion, LLMError
+    from rag.core.errors import InvalidQuestion, LLMError
 
     question = " ".join(args.question or [])
     if not question.strip():
@@ -120,7 +120,7 @@ def cmd_ask(args) -> int:
         pipeline = _open_pipeline(_index_settings(args.index))
         _check_not_empty(pipeline)
     else:
-        from rag.pipeline import default_pipeline
+        from rag.query.pipeline import default_pipeline
 
         try:
             pipeline = default_pipeline()
@@ -181,15 +181,15 @@ def cmd_eval(args) -> int:
 
     with contextlib.ExitStack() as stack:
         if args.corpus and not args.no_cache:
-            from rag.eval_index import cached_index
-            from rag.settings import get_settings
+            from rag.eval.index_cache import cached_index
+            from rag.core.settings import get_settings
 
             settings = cached_index(Path(args.corpus), get_settings(), progress=not args.quiet)
             print(f"index of {args.corpus}: {settings.data_dir} (cached, keyed by the corpus and the ingestion code)",
                   file=sys.stderr)
             pipeline = _open_pipeline(settings)
         elif args.corpus:
-            from rag.settings import get_settings
+            from rag.core.settings import get_settings
 
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
             pipeline = _open_pipeline(get_settings(data_dir=Path(tmp), chroma_host=None))
@@ -242,8 +242,8 @@ def cmd_models(args) -> int:
     import shlex
     import time
 
-    from rag import models
-    from rag.settings import get_settings
+    from rag.llm import models
+    from rag.core.settings import get_settings
 
     try:
         settings = get_settings()

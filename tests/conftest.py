@@ -23,7 +23,7 @@ TEST_QUESTIONS = REPO_ROOT / "tests" / "data" / "news_qa.jsonl"
 
 def eval_data_dir() -> Path:
     """Where the large evaluation corpora live: the one ``eval_data`` setting (``RAG_EVAL_DATA``)."""
-    from rag.settings import Settings
+    from rag.core.settings import Settings
 
     return Settings(_env_file=None).eval_data
 
@@ -45,7 +45,7 @@ def require_eval_data(*parts: str) -> Path:
 
 def make_settings(data_dir: Path, **overrides):
     """A Settings whose index lives under ``data_dir``; ``.env`` is ignored, keyword overrides win."""
-    from rag.settings import Settings
+    from rag.core.settings import Settings
 
     fields = {"data_dir": data_dir, "chroma_path": None, "chroma_host": None, "collection": "news"}
     fields.update(overrides)
@@ -94,7 +94,7 @@ def tmp_settings(settings_factory):
 @pytest.fixture(scope="session")
 def embedder(tmp_path_factory):
     """The real embedding model (all-MiniLM-L6-v2), loaded once per test session."""
-    from rag.store import Embedder
+    from rag.index.embedder import Embedder
 
     return Embedder(make_settings(tmp_path_factory.mktemp("embedder-settings")))
 
@@ -102,7 +102,7 @@ def embedder(tmp_path_factory):
 @pytest.fixture
 def store_factory(embedder):
     """``store_factory(settings)``: a real Chroma-backed Store sharing the session's embedder."""
-    from rag.store import Store
+    from rag.index.store import Store
 
     def factory(settings):
         return Store(settings, embedder)

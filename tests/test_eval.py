@@ -17,7 +17,7 @@ from rag.eval import (
     evaluate_baseline, evidence_overlap, evidence_retrieved, exact_match, find_span, format_table, gold_rank,
     load_questions, normalize_answer, percentile, read_report, score_answer, strip_markers, token_f1, write_report,
 )
-from rag.types import Answer, Citation, Passage
+from rag.core.types import Answer, Citation, Passage
 from tests.conftest import TEST_CORPUS, TEST_QUESTIONS, require_eval_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,8 +309,8 @@ def small(tmp_path_factory):
     qa = base / "qa.jsonl"
     qa.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), encoding="utf-8")
 
-    from rag.pipeline import Pipeline
-    from rag.settings import Settings
+    from rag.query.pipeline import Pipeline
+    from rag.core.settings import Settings
 
     data = base / "data"
     pipeline = Pipeline(Settings(data_dir=data, chroma_host=None, llm="none", answer_mode="extractive"))
@@ -393,7 +393,7 @@ def test_report_round_trip(small, tmp_path):
 @pytest.fixture(scope="module")
 def news_eval(tmp_path_factory, embedder):
     """tests/data/news in a temporary index, and tests/data/news_qa.jsonl asked through the real pipeline."""
-    from rag.pipeline import Pipeline
+    from rag.query.pipeline import Pipeline
     from tests.conftest import make_settings
 
     questions, problems = load_questions(TEST_QUESTIONS)

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from ingest import Ingestor, delete_article
-from ingest.pipeline import PENDING_PREFIX, embed_text
-from rag.sentences import sentence_spans
-from rag.store import Store, chunk_id
+from ingest.ingestor import PENDING_PREFIX, embed_text
+from rag.core.sentences import sentence_spans
+from rag.index.store import Store, chunk_id
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
@@ -733,7 +733,7 @@ def test_pending_batches_of_other_writers_are_left_until_abandoned(store, embedd
     A writer elsewhere (another machine, or a container with the same host name) is only judged by age."""
     import socket
 
-    from ingest.pipeline import STALE_PENDING_SECONDS, WRITER_HOST
+    from ingest.ingestor import STALE_PENDING_SECONDS, WRITER_HOST
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

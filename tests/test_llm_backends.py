@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rag.errors import (
+from rag.core.errors import (
     LLMAuthError,
     LLMConfigError,
     LLMConnectionError,
@@ -34,12 +34,12 @@ from rag.errors import (
     LLMModelNotFound,
     LLMTimeout,
 )
-from rag.llms import as_llm_error, build_llm, bundled_model_path
-from rag.pipeline import Pipeline
-from rag.prompt import FENCE_CLOSE, FENCE_OPEN
-from rag.reader import READER_SYSTEM, reader_prompt
-from rag.settings import PROJECT_ROOT, Settings
-from rag.types import Answer, Passage, Reading
+from rag.llm.backends import as_llm_error, build_llm, bundled_model_path
+from rag.query.pipeline import Pipeline
+from rag.query.prompt import FENCE_CLOSE, FENCE_OPEN
+from rag.query.reader import READER_SYSTEM, reader_prompt
+from rag.core.settings import PROJECT_ROOT, Settings
+from rag.core.types import Answer, Passage, Reading
 from tests.conftest import free_port
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -69,7 +69,7 @@ needs_ollama = pytest.mark.skipif(
 def settings(**fields) -> Settings:
     """Settings that ignore any ``.env`` file (a developer's own configuration never leaks in); llama.cpp loads
     the small bundled SmolLM2, whatever models the developer installed."""
-    from rag.llms import bundled_model_path
+    from rag.llm.backends import bundled_model_path
 
     fields.setdefault("chroma_host", None)
     fields.setdefault("llm_model_path", bundled_model_path())
@@ -201,7 +201,7 @@ def test_llamacpp_deadline_and_context_overflow(index_dir, embedder):
 class LlamaServer:
     """``python -m llama_cpp.server`` serving the bundled GGUF on a free loopback port.
 
-    It runs as ``runpy.run_module("llama_cpp.server")`` inside ``rag.llms.llama_cpp_extra_buffers(False)``:
+    It runs as ``runpy.run_module("llama_cpp.server")`` inside ``rag.llm.backends.llama_cpp_extra_buffers(False)``:
     the server has no option for llama.cpp's extra (AMX) buffers, which crash natively-built llama.cpp with
     SIGILL in VMs that advertise AMX without supporting it.
     """
@@ -210,7 +210,7 @@ class LlamaServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         code = (
-            "import runpy\nfrom rag.llms import llama_cpp_extra_buffers\n"
+            "import runpy\nfrom rag.llm.backends import llama_cpp_extra_buffers\n"
             "with llama_cpp_extra_buffers(False):\n"
             "    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
         )

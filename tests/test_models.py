@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import models
+from rag.llm import models
 from rag.__main__ import main
-from rag.llms import bundled_model_path, model_path
-from rag.models import Chunk, InstallError, ModelSpec
-from rag.settings import Settings
+from rag.llm.backends import bundled_model_path, model_path
+from rag.llm.models import Chunk, InstallError, ModelSpec
+from rag.core.settings import Settings
 from tests.conftest import free_port
 
 SHARED_PINS = Path("/work/shared/models/qwen-wheels.txt")
@@ -137,7 +137,7 @@ def test_interrupted_copy_leaves_no_file_and_next_install_succeeds(env, tiny, mo
 
 KILLED_INSTALL = textwrap.dedent("""
     import json, sys, time
-    from rag import models
+    from rag.llm import models
     from rag.__main__ import main
 
     spec = models.ModelSpec(**json.loads(sys.argv[1]))

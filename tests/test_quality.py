@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def full_pipeline(tmp_path_factory, embedder, bbc_dir):
-    from rag.eval_index import cached_index
-    from rag.pipeline import Pipeline
+    from rag.eval.index_cache import cached_index
+    from rag.query.pipeline import Pipeline
 
     settings = cached_index(bbc_dir, make_settings(tmp_path_factory.mktemp("unused")), progress=False, embedder=embedder)
     pipeline = Pipeline(settings, embedder=embedder)
@@ -70,8 +70,8 @@ def test_every_quote_is_an_exact_span(full_pipeline, dev_report):
 @pytest.fixture(scope="session")
 def rtqa_report(tmp_path_factory, embedder):
     from rag.eval import evaluate, load_questions
-    from rag.eval_index import cached_index
-    from rag.pipeline import Pipeline
+    from rag.eval.index_cache import cached_index
+    from rag.query.pipeline import Pipeline
 
     corpus = require_eval_data("realtimeqa", "articles")
     settings = cached_index(corpus, make_settings(tmp_path_factory.mktemp("unused")), progress=False, embedder=embedder)

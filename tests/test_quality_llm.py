@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.llm]
 @pytest.fixture(scope="session")
 def qwen(tmp_path_factory):
     """The installed default reader model (the tests never download it: ``make test`` installs it first)."""
-    from rag.models import get_model, is_verified, model_file
-    from rag.settings import Settings
+    from rag.llm.models import get_model, is_verified, model_file
+    from rag.core.settings import Settings
 
     settings = Settings(_env_file=None)
     spec = get_model(settings.llm_model)
@@ -31,7 +31,7 @@ def qwen(tmp_path_factory):
 
 
 def llm_pipeline(data_dir, embedder, qwen, **overrides):
-    from rag.pipeline import Pipeline
+    from rag.query.pipeline import Pipeline
 
     settings = make_settings(data_dir, llm="llamacpp", answer_mode="llm", llm_model_path=qwen, **overrides)
     return Pipeline(settings, embedder=embedder)
@@ -39,7 +39,7 @@ def llm_pipeline(data_dir, embedder, qwen, **overrides):
 
 def corpus_report(corpus, questions_file, tmp_path_factory, embedder, qwen) -> dict:
     from rag.eval import evaluate, load_questions
-    from rag.eval_index import cached_index
+    from rag.eval.index_cache import cached_index
 
     indexed = cached_index(corpus, make_settings(tmp_path_factory.mktemp("unused")), progress=False, embedder=embedder)
     pipeline = llm_pipeline(indexed.data_dir, embedder, qwen)

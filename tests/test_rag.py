@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rag import Answer, InvalidQuestion, Pipeline
-from rag.answer import ABSTAIN_TEXT, answer_type
-from rag.settings import PROJECT_ROOT, Settings
+from rag.query.answer import ABSTAIN_TEXT, answer_type
+from rag.core.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_CORPUS
 
 SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
@@ -121,7 +121,7 @@ def test_follow_up_carries_the_subject_into_retrieval(pipeline):
 
 
 def typed(sentence: str, kind: str, question: str) -> float:
-    from rag.answer import answer_spans
+    from rag.query.answer import answer_spans
 
     return max((strength for _, _, strength in answer_spans(sentence, kind, question)), default=0.0)
 
@@ -145,7 +145,7 @@ def test_answer_type_forms():
 
 
 def test_proximity_prefers_the_answer_beside_the_question_words(pipeline):
-    from rag.answer import answer_spans, proximity
+    from rag.query.answer import answer_spans, proximity
 
     bm25 = pipeline.retriever.bm25()
     question = "Who is the chief executive of Velorum?"
@@ -161,7 +161,7 @@ def test_proximity_prefers_the_answer_beside_the_question_words(pipeline):
 
 
 def test_periods_read_from_text():
-    from rag.periods import contradicts, periods_in, question_periods
+    from rag.core.periods import contradicts, periods_in, question_periods
 
     assert periods_in("profits for the three months to December").quarters == {4}
     assert periods_in("in the three months ending 30 September").quarters == {3}
@@ -261,7 +261,7 @@ def test_bm25_follows_deletes_and_adds(pipeline, tmp_path):
 def test_unpunctuated_article_quotes_a_bounded_exact_span(pipeline, tmp_path):
     """A one-line article without sentence punctuation (a transcript, a scraped table) is not one huge
     sentence: the quote is a short exact span around the answer."""
-    from rag.sentences import MAX_SENTENCE_CHARS
+    from rag.core.sentences import MAX_SENTENCE_CHARS
 
     filler = " ".join(f"the harbour board discussed agenda item {i} and moved on" for i in range(300))
     fact = "the Quorvik lighthouse keeper Hilde Amsel retired after 41 years of service"

@@ -11,10 +11,10 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from rag import Answer, Pipeline
-from rag.answer import ABSTAIN_TEXT
-from rag.reader import find_phrase, ground, parse_reply, partial_phrase
-from rag.settings import PROJECT_ROOT
-from rag.types import Passage
+from rag.query.answer import ABSTAIN_TEXT
+from rag.query.reader import find_phrase, ground, parse_reply, partial_phrase
+from rag.core.settings import PROJECT_ROOT
+from rag.core.types import Passage
 
 SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
 MAJORITY = "CATL will hold a majority stake of 51%, followed by BAIC with 39% and Xiaomi Auto with 5%."
@@ -213,7 +213,7 @@ def test_llm_failure_keeps_the_extractive_answer(seed_pipeline):
 
 
 def test_ground_loose_match_quotes_the_articles_own_words():
-    from rag.retrieve import Tokenizer
+    from rag.query.retrieve import Tokenizer
 
     text = "The minister said the plan was to cut fuel subsidies and help the poorest families. Others disagreed."
     passages = _passages("b.txt", text, [(0, len(text))])
@@ -228,7 +228,7 @@ def test_ground_loose_match_quotes_the_articles_own_words():
 
 def test_llm_stream_shows_the_passages_first_and_the_ui_renders_them(seed_pipeline):
     import ui
-    from rag.types import Reading
+    from rag.core.types import Reading
 
     pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
     app = ui.App(pipe)

@@ -23,8 +23,8 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 import ui
-from rag.pipeline import Pipeline
-from rag.settings import Settings
+from rag.query.pipeline import Pipeline
+from rag.core.settings import Settings
 from tests.conftest import TEST_CORPUS, free_port, stop_process
 
 pytestmark = pytest.mark.browser

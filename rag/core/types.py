@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
+
+
+@dataclass(kw_only=True)
+class ArticleMeta:
+    """What is known about an article besides its text: shared by the loaded article and the stored record."""
+
+    title: str
+    source: str
+    sha256: str
+    format: str = ""
+    published: str = ""
+    author: str = ""
+    url: str = ""
+    page_starts: list[int] = field(default_factory=list)  # PDF: character offset where each page begins
+
+
+def article_meta(article: ArticleMeta) -> dict:
+    """The :class:`ArticleMeta` fields of ``article`` (a loaded article or a stored record) as keywords."""
+    return {f.name: getattr(article, f.name) for f in fields(ArticleMeta)}
 
 
 @dataclass

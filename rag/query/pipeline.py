@@ -10,14 +10,15 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
-from rag.answer import ABSTAIN_TEXT, extract_answer
-from rag.errors import InvalidQuestion, LLMError
-from rag.prompt import CONDENSE_PROMPT, fit_passages
-from rag.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
-from rag.retrieve import HybridRetriever
-from rag.settings import Settings, get_settings
-from rag.store import Embedder, Store, chunk_id
-from rag.types import Answer, Citation, Reading
+from rag.query.answer import ABSTAIN_TEXT, extract_answer
+from rag.core.errors import InvalidQuestion, LLMError
+from rag.query.prompt import CONDENSE_PROMPT, fit_passages
+from rag.query.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
+from rag.query.retrieve import HybridRetriever
+from rag.core.settings import Settings, get_settings
+from rag.index.embedder import Embedder
+from rag.index.store import Store, chunk_id
+from rag.core.types import Answer, Citation, Reading
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,13 @@ _FOLLOW_UP = re.compile(
 class Pipeline:
     """Loads the models and opens the index once; ``ask`` is safe to call from several threads."""
 
-    def __init__(self, settings: Optional[Settings] = None, *, llm=None, embedder: Optional[Embedder] = None):
+    def __init__(
+        self, settings: Optional[Settings] = None, *, store: Optional[Store] = None, llm=None,
+        embedder: Optional[Embedder] = None,
+    ):
         self.settings = settings or get_settings()
-        self.embedder = embedder or Embedder(self.settings)
-        self.store = Store(self.settings, self.embedder)
+        self.store = store or Store(self.settings, embedder or Embedder(self.settings))
+        self.embedder = self.store.embedder
         self.retriever = HybridRetriever(self.store, self.settings)
         self._llm = llm
         self._llm_lock = threading.Lock()
@@ -49,26 +53,10 @@ class Pipeline:
         if self._llm is None and self.settings.llm != "none":
             with self._llm_lock:
                 if self._llm is None:
-                    from rag.llms import build_llm
+                    from rag.llm.backends import build_llm
 
                     self._llm = build_llm(self.settings)
         return self._llm
-
-    @property
-    def ingestor(self):
-        """An Ingestor writing into this pipeline's index (shares the loaded embedder)."""
-        if self._ingestor is None:
-            from ingest.pipeline import Ingestor
-
-            self._ingestor = Ingestor(self.store, self.settings)
-        return self._ingestor
-
-    def ensure_corpus(self, progress: bool = True):
-        """Ingest the default corpus when the index is empty; returns the IngestReport or None."""
-        if self.store.articles.count() == 0 and self.settings.corpus_dir.is_dir():
-            log.info("empty index: ingesting the default corpus from %s", self.settings.corpus_dir)
-            return self.ingestor.ingest([self.settings.corpus_dir], progress=progress)
-        return None
 
     def warm_up(self) -> None:
         """Build the BM25 index, run the encoder once and, in LLM mode, load the model: the first question is
@@ -179,7 +167,7 @@ class Pipeline:
         return self.store.sentence_vectors(chunks)
 
     def _llm_answer(self, answer: Answer, extractive, articles: dict[str, str], stream: bool) -> Iterator[str]:
-        """Answer with the LLM reader (:mod:`rag.reader`): a short phrase it names, checked against the passages.
+        """Answer with the LLM reader (:mod:`rag.query.reader`): a short phrase it names, checked against the passages.
 
         Abstains without a model call when the retrieval evidence is too weak (or about another period); the
         model's reply is then judged by :meth:`_judge_reply`. On an LLM failure the extractive answer is kept,
@@ -221,7 +209,7 @@ class Pipeline:
             else:
                 reply_text = self.llm.chat(messages).message.content or ""
         except Exception as exc:
-            from rag.llms import as_llm_error
+            from rag.llm.backends import as_llm_error
 
             error = as_llm_error(exc, settings)
             answer.timings["generate"] = time.perf_counter() - t0
@@ -352,46 +340,3 @@ def _turns(history: History) -> list[tuple[str, str]]:
     if pending is not None:
         turns.append((pending, ""))
     return turns
-
-
-# --- the module-level API (a lazily built default pipeline, replaceable for tests) ---------------------
-_default: Optional[Pipeline] = None
-_default_lock = threading.Lock()
-
-
-def default_pipeline() -> Pipeline:
-    """The process-wide Pipeline built from default settings (the default corpus ingested if empty)."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                pipeline = Pipeline()
-                pipeline.ensure_corpus(progress=False)
-                _default = pipeline
-    return _default
-
-
-def set_default_pipeline(pipeline: Optional[Pipeline]) -> None:
-    """Replace (or with None, forget) the pipeline behind ``ask``/``ask_many``/``chat``."""
-    global _default
-    _default = pipeline
-
-
-def ask(question: str, **kwargs) -> Answer:
-    """Answer a question with the default pipeline."""
-    return default_pipeline().ask(question, **kwargs)
-
-
-def ask_many(questions: Iterable[str], **kwargs) -> list[Answer]:
-    """Answer many questions with the default pipeline."""
-    return default_pipeline().ask_many(questions, **kwargs)
-
-
-def ask_stream(question: str, **kwargs) -> Iterator[Union[Reading, str, Answer]]:
-    """Stream an answer with the default pipeline (text deltas, then the Answer)."""
-    return default_pipeline().ask_stream(question, **kwargs)
-
-
-def chat(question: str, history: Optional[History] = None, **kwargs) -> Answer:
-    """Answer a follow-up question with the default pipeline."""
-    return default_pipeline().chat(question, history, **kwargs)

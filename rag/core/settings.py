@@ -15,7 +15,7 @@ from typing import Literal, Optional
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _default_data_dir() -> Path:
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(128, ge=16, description="Chunk size in the embedder's word pieces.")
     chunk_overlap: int = Field(24, ge=0)
     max_file_mb: float = Field(10.0, gt=0, description="Larger files are skipped with a reason.")
+    ingest_group_chunks: int = Field(
+        512, ge=1, description="Chunks embedded and committed together (one pending batch); tests use small groups."
+    )
 
     # --- retrieval and answering ------------------------------------------------------------------
     top_k: int = Field(5, ge=1, le=50, description="Passages returned with an answer.")
@@ -154,7 +157,7 @@ class Settings(BaseSettings):
     @field_validator("llm_model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from rag.models import MODELS
+        from rag.llm.models import MODELS
 
         if value not in MODELS:
             raise ValueError(f"unknown model {value!r}; known: {', '.join(MODELS)}")
@@ -188,7 +191,7 @@ def _reader_installed(settings: Settings) -> bool:
     """The llm_model is installed and verified and llama-cpp-python can be imported (no import done here)."""
     import importlib.util
 
-    from rag.models import get_model, is_verified
+    from rag.llm.models import get_model, is_verified
 
     return is_verified(get_model(settings.llm_model), settings.models_dir) and \
         importlib.util.find_spec("llama_cpp") is not None

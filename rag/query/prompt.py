@@ -7,7 +7,7 @@ fences is quoted material to be ignored as instructions.
 
 from __future__ import annotations
 
-from rag.types import Passage
+from rag.core.types import Passage
 
 FENCE_OPEN = "<<<PASSAGE {n}>>>"
 FENCE_CLOSE = "<<<END {n}>>>"

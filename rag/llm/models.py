@@ -154,7 +154,7 @@ def resolve_gguf(settings) -> Optional[Path]:
     spec = MODELS.get(settings.llm_model)
     if spec is not None and is_verified(spec, settings.models_dir):
         return model_file(spec, settings.models_dir)
-    from rag.llms import bundled_model_path
+    from rag.llm.backends import bundled_model_path
 
     return bundled_model_path()
 

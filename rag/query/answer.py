@@ -9,7 +9,7 @@ written here. Each candidate sentence is scored on
 - proximity: how much of the question (idf-weighted) stands right beside that answer-like span,
 - article: how much of the question its whole article covers (is this the story asked about?),
 - the score and rank of the passage it comes from.
-A sentence about another year or quarter than the question pins is never the answer (see ``rag.periods``).
+A sentence about another year or quarter than the question pins is never the answer (see ``rag.core.periods``).
 The evidence score that decides abstention (see ``evidence_score``) combines the best sentence's scores
 with how much of the question its article covers.
 """
@@ -24,11 +24,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from rag.periods import Periods, contradicts, matches, periods_in, question_periods
-from rag.retrieve import WORD, BM25Index
-from rag.sentences import expand_to_sentences, sentence_spans
-from rag.store import Embedder
-from rag.types import Citation, Passage
+from rag.core.periods import Periods, contradicts, matches, periods_in, question_periods
+from rag.query.retrieve import WORD, BM25Index
+from rag.core.sentences import expand_to_sentences, sentence_spans
+from rag.index.embedder import Embedder
+from rag.core.types import Citation, Passage
 
 ABSTAIN_TEXT = "The indexed articles do not answer this question."
 

@@ -30,9 +30,10 @@ from tqdm.auto import tqdm
 from ingest.chunking import SPECIAL_TOKENS, Chunk, chunk_text
 from ingest.loaders import SUPPORTED_SUFFIXES, Article, SkipFile, load_bytes, read_file, sha256_bytes
 from ingest.sentence_vectors import pool_sentence_vectors
-from rag.sentences import sentence_spans
-from rag.settings import Settings, get_settings
-from rag.store import ArticleRecord, Embedder, Store, chunk_id, now_iso
+from rag.core.sentences import sentence_spans
+from rag.core.settings import Settings, get_settings
+from rag.index.embedder import Embedder
+from rag.index.store import ArticleRecord, Store, chunk_id, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class _EmbeddedGroup:
     pending_id: str
     group: list[tuple[_Work, list[Chunk]]]
     nodes: list[TextNode]
-    tokens_of: list  # each node's token vectors (rag.store.TokenVectors), by node position
+    tokens_of: list  # each node's token vectors (rag.index.store.TokenVectors), by node position
 
 
 def article_id_for(path: Path, root: Path) -> str:

@@ -15,12 +15,12 @@ import os
 import shutil
 from pathlib import Path
 
-from rag.settings import PROJECT_ROOT, Settings
+from rag.core.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
 # The code whose changes can change what an index holds: all of ingestion, and the rag modules it writes with.
-INDEX_CODE = ["ingest/*.py", "rag/store.py", "rag/sentences.py"]
+INDEX_CODE = ["ingest/*.py", "rag/index/*.py", "rag/core/sentences.py"]
 INDEX_SETTINGS = ["embed_model", "chunk_tokens", "chunk_overlap", "max_file_mb", "collection"]
 
 
@@ -68,8 +68,9 @@ def cached_index(corpus: Path, settings: Settings, *, progress: bool = True, emb
     cache.mkdir(parents=True, exist_ok=True)
     building = cache / f"{target.name}.building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
-    from ingest.pipeline import Ingestor
-    from rag.store import Embedder, Store
+    from ingest.ingestor import Ingestor
+    from rag.index.embedder import Embedder
+    from rag.index.store import Store
 
     build_settings = indexed.model_copy(update={"data_dir": building})
     store = Store(build_settings, embedder or Embedder(build_settings))

@@ -21,9 +21,9 @@ from typing import Optional
 
 import numpy as np
 
-from rag.settings import Settings
-from rag.store import Store
-from rag.types import Passage
+from rag.core.settings import Settings
+from rag.index.store import Store
+from rag.core.types import Passage
 
 log = logging.getLogger(__name__)
 

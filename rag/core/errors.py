@@ -35,3 +35,11 @@ class LLMAuthError(LLMError):
 
 class LLMContextOverflow(LLMError):
     """The prompt does not fit the LLM's context window."""
+
+
+class IndexProblem(RagError):
+    """The index cannot be used as it is; the message says how to rebuild or which setting to change."""
+
+
+class IndexMismatch(IndexProblem):
+    """The index was built with another embedding model than the one configured."""

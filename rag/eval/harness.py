@@ -49,8 +49,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from rag.errors import RagError
-from rag.types import Answer, Citation, Passage
+from rag.core.errors import RagError
+from rag.core.types import Answer, Citation, Passage
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The index layer: the only code that knows Chroma, its collection layout, metadata keys and ids."""

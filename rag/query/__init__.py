@@ -1,0 +1,1 @@
+"""The query side: question -> retrieval -> reranking -> answer (extractive or LLM reader) -> checked citations."""
