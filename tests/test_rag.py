@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from rag import Answer, InvalidQuestion, Pipeline
-from rag.query.answer import ABSTAIN_TEXT, answer_type
+from rag.core.text import ABSTAIN_TEXT
+from rag.query.answer import answer_type
 from rag.core.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_CORPUS
 

@@ -11,7 +11,7 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from rag import Answer, Pipeline
-from rag.query.answer import ABSTAIN_TEXT
+from rag.core.text import ABSTAIN_TEXT
 from rag.query.reader import find_phrase, ground, parse_reply, partial_phrase
 from rag.core.settings import PROJECT_ROOT
 from rag.core.types import Passage

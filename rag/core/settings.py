@@ -138,6 +138,7 @@ class Settings(BaseSettings):
     password: Optional[SecretStr] = None
     share: bool = Field(False, description="Create a public Gradio share link. Off unless asked for.")
     max_upload_mb: float = Field(10.0, gt=0)
+    ui_concurrency: int = Field(4, ge=1, le=64, description="Questions the UI answers at once; more wait in a queue.")
 
     @field_validator("data_dir", "corpus_dir", "eval_data", "eval_cache", "chroma_path", "llm_model_path", mode="after")
     @classmethod

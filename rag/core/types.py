@@ -80,6 +80,7 @@ class Answer:
     short_answer: Optional[str] = None  # the answer phrase alone (LLM mode), an exact span of the first citation
     passages: list[Passage] = field(default_factory=list)
     abstained: bool = False
+    abstain_reason: str = ""  # why it abstained (shown instead of an answer); "" when it answered
     mode: str = "extractive"
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "LLM cited nothing valid; extractive answer shown"

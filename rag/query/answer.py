@@ -28,9 +28,9 @@ from rag.core.periods import Periods, contradicts, matches, periods_in, question
 from rag.query.retrieve import WORD, BM25Index
 from rag.core.sentences import expand_to_sentences, sentence_spans
 from rag.index.embedder import Embedder
+from rag.core.text import ABSTAIN_TEXT
 from rag.core.types import Citation, Passage
 
-ABSTAIN_TEXT = "The indexed articles do not answer this question."
 
 MONTHS = (
     "january|february|march|april|may|june|july|august|september|october|november|december|"

@@ -10,7 +10,8 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
-from rag.query.answer import ABSTAIN_TEXT, extract_answer
+from rag.core.text import ABSTAIN_TEXT
+from rag.query.answer import extract_answer
 from rag.core.errors import InvalidQuestion, LLMError
 from rag.query.prompt import CONDENSE_PROMPT, fit_passages
 from rag.query.reader import READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
@@ -21,6 +22,8 @@ from rag.index.store import Store, chunk_id
 from rag.core.types import Answer, Citation, Reading
 
 log = logging.getLogger(__name__)
+
+NO_ANSWER = "No passage answers the question; the closest passages are shown as related."
 
 # A conversation: (question, answer text) pairs, or Gradio-style {"role", "content"} messages.
 History = Sequence[Union[tuple[str, str], dict]]
@@ -146,9 +149,9 @@ class Pipeline:
             retrieval_query=standalone, evidence_score=extractive.evidence_score,
         )
         if extractive.abstained:
-            answer.notes.append("No passage answers the question; the closest passages are shown as related.")
+            answer.abstain_reason = NO_ANSWER
         if extractive.abstained and extractive.clash:
-            answer.notes.append(f"The closest passage is about {extractive.clash}.")
+            answer.abstain_reason += f" The closest passage is about {extractive.clash}."
         if mode == "llm":
             yield from self._llm_answer(answer, extractive, articles, stream)
         elif stream:
@@ -177,7 +180,7 @@ class Pipeline:
 
         settings = self.settings
         if extractive.clash or extractive.evidence_score < settings.llm_abstain_threshold:
-            self._abstain(answer, "No passage answers the question; the closest passages are shown as related.")
+            self._abstain(answer, answer.abstain_reason or NO_ANSWER)
             if stream:
                 yield answer.text
             return
@@ -254,12 +257,12 @@ class Pipeline:
             self._grounded_answer(answer, passages, origins, articles, grounding)
 
     @staticmethod
-    def _abstain(answer: Answer, note: str) -> None:
+    def _abstain(answer: Answer, reason: str) -> None:
         answer.abstained = True
+        answer.abstain_reason = reason
         answer.text = ABSTAIN_TEXT
         answer.short_answer = None
         answer.citations = []
-        answer.notes = [n for n in answer.notes if not n.startswith("No passage answers")] + [note]
 
     @staticmethod
     def _grounded_answer(answer: Answer, passages: list, origins: list[int], articles: dict[str, str], g) -> None:
@@ -268,7 +271,7 @@ class Pipeline:
         text = articles[passage.article_id]  # the reader's windows are cut from these texts
         short, sentence = text[g.start : g.end], text[g.sentence_start : g.sentence_end]
         answer.abstained = False
-        answer.notes = [n for n in answer.notes if not n.startswith(("No passage answers", "The closest passage"))]
+        answer.abstain_reason = ""
         answer.short_answer = short
         answer.text = f"{sentence} [1]" if short == sentence else f"{short} \u2014 {sentence} [1]"
         answer.citations = [Citation(
