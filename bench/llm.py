@@ -5,7 +5,7 @@ and in total: time to first token (from the LLM call, and end to end from the qu
 tokens/s, seconds per question, whether every quote is exactly its article's text, and how often the
 extractive answer was shown instead of the model's.
 
-    python bench/llm.py --corpus ../shared/data/bbc                  # the full BBC index (cached, see rag/eval_index.py)
+    python bench/llm.py --corpus ../shared/data/bbc                  # the full BBC index (cached, see rag/eval/index_cache.py)
     python bench/llm.py --data-dir /tmp/bench --ingest --limit 5      # a small index of the questions' articles
 
 The questions default to the BBC dev set under RAG_EVAL_DATA (``../shared/data``).
@@ -101,7 +101,7 @@ def load_questions(path: Path, limit) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def ingest_articles(pipeline, questions: list[dict], bbc_dir: Path, distractors: int) -> None:
+def ingest_articles(ingestor, questions: list[dict], bbc_dir: Path, distractors: int) -> None:
     """Ingest the questions' articles (ids like ``business/250.txt``) plus some others, staged in a temp dir."""
     wanted = {q["article"] for q in questions if q.get("article")}
     others = sorted(p.relative_to(bbc_dir).as_posix() for p in bbc_dir.rglob("*.txt"))
@@ -114,28 +114,25 @@ def ingest_articles(pipeline, questions: list[dict], bbc_dir: Path, distractors:
             target = stage / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bbc_dir / rel, target)
-        report = pipeline.ingestor.ingest([stage], progress=False)
+        report = ingestor.ingest([stage], progress=False)
         print(f"ingest: {report.summary()}")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def citations_valid(pipeline, answer) -> bool:
+def citations_valid(store, answer) -> bool:
     """True when the answer has citations and each quote is exactly its article's text at the cited span."""
     if not answer.citations:
         return False
     ids = {c.article_id for c in answer.citations}
-    texts = {r.article_id: r.text or "" for r in pipeline.store.get_articles(ids, with_text=True).values()}
+    texts = {r.article_id: r.text or "" for r in store.get_articles(ids, with_text=True).values()}
     return all(texts.get(c.article_id, "")[c.start_char_idx:c.end_char_idx] == c.quote for c in answer.citations)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    from rag.eval.index_cache import cached_index
-    from rag.query.pipeline import Pipeline
+def bench_settings(args):
+    """The llamacpp LLM-mode settings of this run (``--corpus``: its cached evaluation index)."""
     from rag.core.settings import Settings
-    from rag.core.types import Answer
+    from rag.eval.index_cache import cached_index
 
     overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_fallback": "extractive"}
     if args.data_dir:
@@ -146,15 +143,84 @@ def main(argv=None) -> int:
         if value is not None:
             overrides[name] = value
     settings = Settings(**overrides)
-    if args.corpus:
-        settings = cached_index(args.corpus, settings)
+    return cached_index(args.corpus, settings) if args.corpus else settings
+
+
+def ask_streamed(pipeline, question: str):
+    """(the Answer, seconds to the first streamed text or None, seconds in all) of one streamed question."""
+    from rag.core.types import Answer
+
+    started = time.perf_counter()
+    first_delta = None
+    answer = None
+    for item in pipeline.ask_stream(question):
+        if isinstance(item, Answer):
+            answer = item
+        elif isinstance(item, str) and item and first_delta is None:
+            first_delta = time.perf_counter()
+    return answer, (first_delta - started) if first_delta else None, time.perf_counter() - started
+
+
+def add_call_figures(row: dict, call: dict, llm, answer) -> None:
+    """The LLM call's tokens, time to first token, decode speed and fallback, into ``row``."""
+    tokens = len(llm._model.tokenize(call["text"].encode("utf-8"), add_bos=False, special=True))
+    row.update(tokens=tokens, raw_output=call["text"])
+    if call["first"] is not None:
+        row["ttft"] = call["first"] - call["start"]
+    if call["end"] is not None:
+        row["seconds"] = call["end"] - call["start"]
+        if call["first"] is not None and tokens > 1 and call["end"] > call["first"]:
+            row["decode_tps"] = (tokens - 1) / (call["end"] - call["first"])
+    fallback = next((n for n in answer.notes if FALLBACK_NOTE in n), None)
+    if answer.mode != "llm":
+        row["fallback"] = "LLM failed" if fallback and fallback.startswith("LLM failed") else "no valid citation"
+
+
+def bench_question(services, timer, llm, q: dict) -> dict:
+    """Ask one question through the streaming path and measure it: its row of results."""
+    calls_before = len(timer.calls)
+    answer, e2e_ttft, seconds = ask_streamed(services.pipeline, q["question"])
+    calls = timer.calls[calls_before:]
+    call = calls[-1] if calls else None
+    row = {
+        "id": q["id"], "question": q["question"], "mode": answer.mode, "abstained": answer.abstained,
+        "llm_called": call is not None, "answer": answer.text, "notes": answer.notes,
+        "abstain_reason": answer.abstain_reason, "citations_valid": citations_valid(services.store, answer),
+        "gold": any(a.lower() in answer.text.lower() for a in q.get("answers") or []),
+        "e2e_ttft": e2e_ttft, "e2e_seconds": seconds,
+        "fallback": None, "ttft": None, "tokens": 0, "decode_tps": None, "seconds": None,
+    }
+    if call is not None:
+        add_call_figures(row, call, llm, answer)
+    return row
+
+
+def print_row(row: dict) -> None:
+    """One question's figures, a line under the header ``main`` prints."""
+    def fmt(v, f="{:6.2f}"):
+        return f.format(v) if v is not None else f"{'-':>6}"
+
+    print(
+        f"{row['id']:6} {row['mode'] + ('*' if row['abstained'] else ''):10} {fmt(row['ttft'])} "
+        f"{fmt(row['e2e_ttft'])} {row['tokens']:4d} {fmt(row['decode_tps'], '{:6.1f}')} "
+        f"{str(row['citations_valid']):5} {str(row['gold']):4}  {row['fallback'] or ''}"
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from rag.app import open_services
+
+    settings = bench_settings(args)
     questions = load_questions(args.questions, args.limit)
-    pipeline = Pipeline(settings)
+    services = open_services(settings)
     if args.ingest:
-        ingest_articles(pipeline, questions, args.bbc_dir, args.distractors)
-    if pipeline.store.articles.count() == 0:
+        ingest_articles(services.ingestor, questions, args.bbc_dir, args.distractors)
+    if services.store.article_count() == 0:
         sys.exit(f"the index at {settings.index_location} is empty: ingest articles first, or pass --ingest")
 
+    pipeline = services.pipeline
     t0 = time.perf_counter()
     llm = pipeline.llm
     load_seconds = time.perf_counter() - t0
@@ -163,51 +229,13 @@ def main(argv=None) -> int:
     print(
         f"model {Path(llm.model_path).name} (chat format {llm.chat_format}), {settings.llm_threads} thread(s), "
         f"max {settings.llm_max_tokens} tokens, top_k {settings.top_k}, loaded in {load_seconds:.1f} s; "
-        f"index {settings.index_location} ({pipeline.store.articles.count()} articles); {len(questions)} questions"
+        f"index {settings.index_location} ({services.store.article_count()} articles); {len(questions)} questions"
     )
     print(f"{'id':6} {'mode':10} {'ttft':>6} {'e2e':>6} {'tok':>4} {'tok/s':>6} {'valid':5} {'gold':4}  fallback")
-
     rows = []
     for q in questions:
-        calls_before = len(timer.calls)
-        started = time.perf_counter()
-        first_delta = None
-        answer = None
-        for item in pipeline.ask_stream(q["question"]):
-            if isinstance(item, Answer):
-                answer = item
-            elif isinstance(item, str) and item and first_delta is None:
-                first_delta = time.perf_counter()
-        seconds = time.perf_counter() - started
-        calls = timer.calls[calls_before:]
-        call = calls[-1] if calls else None
-        row = {
-            "id": q["id"], "question": q["question"], "mode": answer.mode, "abstained": answer.abstained,
-            "llm_called": call is not None, "answer": answer.text, "notes": answer.notes,
-            "citations_valid": citations_valid(pipeline, answer),
-            "gold": any(a.lower() in answer.text.lower() for a in q.get("answers") or []),
-            "e2e_ttft": (first_delta - started) if first_delta else None, "e2e_seconds": seconds,
-            "fallback": None, "ttft": None, "tokens": 0, "decode_tps": None, "seconds": None,
-        }
-        if call is not None:
-            tokens = len(llm._model.tokenize(call["text"].encode("utf-8"), add_bos=False, special=True))
-            row.update(tokens=tokens, raw_output=call["text"])
-            if call["first"] is not None:
-                row["ttft"] = call["first"] - call["start"]
-            if call["end"] is not None:
-                row["seconds"] = call["end"] - call["start"]
-                if call["first"] is not None and tokens > 1 and call["end"] > call["first"]:
-                    row["decode_tps"] = (tokens - 1) / (call["end"] - call["first"])
-            fallback = next((n for n in answer.notes if FALLBACK_NOTE in n), None)
-            if answer.mode != "llm":
-                row["fallback"] = "LLM failed" if fallback and fallback.startswith("LLM failed") else "no valid citation"
-        rows.append(row)
-        fmt = lambda v, f="{:6.2f}": f.format(v) if v is not None else f"{'-':>6}"  # noqa: E731
-        print(
-            f"{row['id']:6} {row['mode'] + ('*' if row['abstained'] else ''):10} {fmt(row['ttft'])} "
-            f"{fmt(row['e2e_ttft'])} {row['tokens']:4d} {fmt(row['decode_tps'], '{:6.1f}')} "
-            f"{str(row['citations_valid']):5} {str(row['gold']):4}  {row['fallback'] or ''}"
-        )
+        rows.append(bench_question(services, timer, llm, q))
+        print_row(rows[-1])
 
     summarise(rows)
     if args.json:

@@ -4,7 +4,7 @@
     python bench/reader_calibration.py fit rows.jsonl [more.jsonl ...] [--folds 5 --repeats 20]
 
 ``run`` answers every question in LLM mode with the abstention threshold off (the model is always asked)
-over a cached index of CORPUS_DIR (see rag/eval_index.py) and writes one JSON row per question: the
+over a cached index of CORPUS_DIR (see rag/eval/index_cache.py) and writes one JSON row per question: the
 retrieval evidence score, the model's raw reply, whether its phrase was found in a passage, the answer,
 and whether it holds a gold answer. ``fit`` then chooses the evidence threshold under which LLM mode
 abstains without asking the model: on each training split the threshold that maximises
@@ -41,49 +41,55 @@ def holds_gold(text: str, golds: list[str]) -> bool:
     return any(_norm(g) and _norm(g) in text for g in golds)
 
 
+def signals(pipeline, q: dict, llm_passages: int) -> dict:
+    """One question's row: the LLM-mode answer and its signals, and the extractive answer beside it."""
+    started = time.perf_counter()
+    answer = pipeline.ask(q["question"], mode="llm")
+    seconds = time.perf_counter() - started
+    golds = q.get("answers") or []
+    extractive = pipeline.ask(q["question"], mode="extractive")
+    gold_articles = set(q.get("articles") or ([q["article"]] if q.get("article") else []))
+    first = answer.citations[0] if answer.citations else None
+    said = [*answer.notes, answer.abstain_reason]  # what the pipeline said about the model's reply
+    return {
+        "id": q["id"], "answerable": bool(golds), "evidence": answer.evidence_score,
+        "reply": answer.llm_reply, "abstained": answer.abstained, "notes": answer.notes,
+        "abstain_reason": answer.abstain_reason, "short": answer.short_answer, "text": answer.text,
+        "contains": (not answer.abstained) and holds_gold(answer.text, golds),
+        "short_contains": bool(answer.short_answer) and holds_gold(answer.short_answer, golds),
+        "first_article": first.article_id if first else None,
+        "first_gold": bool(first) and first.article_id in gold_articles,
+        "first_quotes_gold": bool(first) and holds_gold(first.quote, golds),
+        "gold_in_passages": any(p.article_id in gold_articles for p in answer.passages[:llm_passages]),
+        "seconds": seconds, "generate": answer.timings.get("generate"),
+        "ex_abstained": extractive.abstained,
+        "ex_contains": (not extractive.abstained) and holds_gold(extractive.text, golds),
+        "ungrounded": any("in none of the passages" in n for n in said),
+        "not_found": any("found no answer" in n for n in said),
+    }
+
+
 def run(args) -> int:
-    from rag.eval.index_cache import cached_index
-    from rag.query.pipeline import Pipeline
+    from rag.app import open_services
     from rag.core.settings import Settings
+    from rag.eval.index_cache import cached_index
 
     overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0}
     if args.model:
         overrides["llm_model_path"] = args.model
     settings = cached_index(Path(args.corpus), Settings(**overrides), progress=True)
-    pipeline = Pipeline(settings)
+    pipeline = open_services(settings).pipeline
     pipeline.warm_up()
     questions = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line.strip()]
     questions = questions[: args.limit] if args.limit else questions
     with open(args.out, "w") as out:
         for i, q in enumerate(questions, 1):
-            started = time.perf_counter()
-            answer = pipeline.ask(q["question"], mode="llm")
-            seconds = time.perf_counter() - started
-            golds = q.get("answers") or []
-            extractive = pipeline.ask(q["question"], mode="extractive")
-            gold_articles = set(q.get("articles") or ([q["article"]] if q.get("article") else []))
-            first = answer.citations[0] if answer.citations else None
-            row = {
-                "id": q["id"], "answerable": bool(golds), "evidence": answer.evidence_score,
-                "reply": answer.llm_reply, "abstained": answer.abstained, "notes": answer.notes,
-                "short": answer.short_answer, "text": answer.text,
-                "contains": (not answer.abstained) and holds_gold(answer.text, golds),
-                "short_contains": bool(answer.short_answer) and holds_gold(answer.short_answer, golds),
-                "first_article": first.article_id if first else None,
-                "first_gold": bool(first) and first.article_id in gold_articles,
-                "first_quotes_gold": bool(first) and holds_gold(first.quote, golds),
-                "gold_in_passages": any(p.article_id in gold_articles for p in answer.passages[: settings.llm_passages]),
-                "seconds": seconds, "generate": answer.timings.get("generate"),
-                "ex_abstained": extractive.abstained,
-                "ex_contains": (not extractive.abstained) and holds_gold(extractive.text, golds),
-                "ungrounded": any("in none of the passages" in n for n in answer.notes),
-                "not_found": any("found no answer" in n for n in answer.notes),
-            }
+            row = signals(pipeline, q, settings.llm_passages)
             out.write(json.dumps(row) + "\n")
             out.flush()
             print(f"{i:4d} {q['id']:24} ev={row['evidence']:.3f} {'ABST' if row['abstained'] else 'ans '} "
-                  f"{'OK ' if row['contains'] else '-- ' if golds else 'UNA'} {seconds:5.1f}s "
-                  f"{(answer.llm_reply or '').strip()[:60]!r}", flush=True)
+                  f"{'OK ' if row['contains'] else '-- ' if row['answerable'] else 'UNA'} {row['seconds']:5.1f}s "
+                  f"{(row['reply'] or '').strip()[:60]!r}", flush=True)
     return 0
 
 

@@ -4,16 +4,9 @@
     report = ingest_paths(["corpus/"])
 """
 
+from ingest.ingestor import Ingestor, delete_article, ingest_paths, list_articles, open_ingestor
 from ingest.loaders import Article, SkipFile, load_bytes
-from ingest.ingestor import (
-    IngestReport,
-    Ingestor,
-    SkippedFile,
-    delete_article,
-    ingest_paths,
-    list_articles,
-    open_ingestor,
-)
+from ingest.report import IngestReport, SkippedFile
 
 __all__ = [
     "Article", "SkipFile", "load_bytes", "IngestReport", "Ingestor", "SkippedFile",

@@ -15,8 +15,16 @@ RERUN_HINT = (
     "command again to finish (it cleans up the interrupted batch)."
 )
 
+# What ``--list --json`` prints of each article record, in this order (everything but its text).
+LIST_FIELDS = (
+    "article_id", "title", "source", "sha256", "chunks", "ingested_at", "format", "published", "author", "url",
+    "root", "duplicate_of", "page_starts", "sentences",
+)
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 done, 1 an id to delete was not indexed, 2 error, 130
+    interrupted)."""
     parser = argparse.ArgumentParser(prog="python -m ingest", description="Ingest news articles into the index.")
     parser.add_argument("paths", nargs="*", help="files or folders to ingest (.txt .md .html .htm .pdf)")
     parser.add_argument("--prune", action="store_true", help="remove indexed articles no longer in the folders")
@@ -45,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         records = ingestor.store.all_articles()
         if args.json:
-            print(json.dumps([{k: v for k, v in r.__dict__.items() if k != "text"} for r in records], indent=2))
+            print(json.dumps([{k: getattr(r, k) for k in LIST_FIELDS} for r in records], indent=2))
         else:
             for r in records:
                 dup = f"  (duplicate of {r.duplicate_of})" if r.duplicate_of else ""

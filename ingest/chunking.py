@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 from llama_index.core import Document
@@ -31,17 +30,24 @@ class Chunk:
     page: int = 0  # 1-based page for PDFs, 0 otherwise
 
 
-@lru_cache(maxsize=8)
-def make_splitter(chunk_tokens: int, chunk_overlap: int, tokenize: Callable[[str], list]) -> SentenceSplitter:
-    """A SentenceSplitter counting tokens with ``tokenize`` (cached: it is reused for every article)."""
-    return SentenceSplitter(
-        chunk_size=chunk_tokens,
-        chunk_overlap=chunk_overlap,
-        tokenizer=tokenize,
-        paragraph_separator="\n\n",
-        include_metadata=False,
-        include_prev_next_rel=False,
-    )
+class Chunker:
+    """Cuts article texts into chunks of at most ``chunk_tokens`` tokens (counted with ``tokenize``) with exact
+    spans; one SentenceSplitter serves every article."""
+
+    def __init__(self, *, tokenize: Callable[[str], list], chunk_tokens: int, chunk_overlap: int):
+        self._splitter = SentenceSplitter(
+            chunk_size=chunk_tokens,
+            chunk_overlap=min(chunk_overlap, chunk_tokens // 4),  # more overlap than a quarter mostly repeats text
+            tokenizer=tokenize,
+            paragraph_separator="\n\n",
+            include_metadata=False,
+            include_prev_next_rel=False,
+        )
+
+    def __call__(self, text: str, page_starts: list[int] | None = None) -> list[Chunk]:
+        """The chunks of ``text``; ``page_starts``: where each PDF page begins, to give chunks their page."""
+        pieces = [node.get_content() for node in self._splitter.get_nodes_from_documents([Document(text=text)])]
+        return _locate(text, pieces, page_starts)
 
 
 def chunk_budget(max_seq_length: int, title_tokens: int, chunk_tokens: int) -> int:
@@ -57,10 +63,12 @@ def chunk_text(
     chunk_overlap: int,
     page_starts: list[int] | None = None,
 ) -> list[Chunk]:
-    """Split ``text`` into chunks of at most ``chunk_tokens`` tokens with exact spans."""
-    overlap = min(chunk_overlap, chunk_tokens // 4)
-    splitter = make_splitter(chunk_tokens, overlap, tokenize)
-    pieces = [node.get_content() for node in splitter.get_nodes_from_documents([Document(text=text)])]
+    """Split ``text`` into chunks of at most ``chunk_tokens`` tokens with exact spans (see :class:`Chunker`)."""
+    return Chunker(tokenize=tokenize, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap)(text, page_starts)
+
+
+def _locate(text: str, pieces: list[str], page_starts: list[int] | None) -> list[Chunk]:
+    """The splitter's pieces as chunks at their exact places in ``text``."""
     chunks: list[Chunk] = []
     cursor = 0  # chunks come in document order; overlap means the next one may start before the last end
     prev_end = 0

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from rag.core.types import ArticleMeta
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -23,19 +25,11 @@ class SkipFile(Exception):
     """A file that cannot be ingested; ``str(exc)`` is the reason shown to the user."""
 
 
-@dataclass
-class Article:
+@dataclass(kw_only=True)
+class Article(ArticleMeta):
     """An article ready for chunking: ``text`` is the extracted text every span refers to."""
 
     text: str
-    title: str
-    source: str
-    sha256: str
-    format: str
-    published: str = ""
-    author: str = ""
-    url: str = ""
-    page_starts: list[int] = field(default_factory=list)  # PDF: character offset where each page begins
     warnings: list[str] = field(default_factory=list)
 
 

@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Optional
 
 EXIT_USAGE = 2
+WRAP_WIDTH = 100  # terminal width quotes and passages are wrapped to
+RELATED_SHOWN = 3  # related passages shown under an abstention
+RELATED_CHARS = 300  # a related passage is cut to this many characters
 
 
 class CliError(Exception):
@@ -56,18 +59,19 @@ def _index_settings(index: Optional[str]):
     return get_settings(data_dir=path, chroma_host=None)
 
 
-def _open_pipeline(settings):
-    from rag.query.pipeline import Pipeline
+def _open_services(settings):
+    """The services of the index of ``settings`` (a problem is one clear line, no traceback)."""
+    from rag.app import open_services
 
     try:
-        return Pipeline(settings)
+        return open_services(settings)
     except Exception as exc:  # unusable index or model: one clear line, no traceback
         raise CliError(f"cannot open the index at {settings.index_location}: {exc}") from exc
 
 
-def _check_not_empty(pipeline) -> None:
-    if pipeline.store.articles.count() == 0:
-        raise CliError(f"the index at {pipeline.settings.index_location} is empty; ingest articles first "
+def _check_not_empty(services) -> None:
+    if services.store.article_count() == 0:
+        raise CliError(f"the index at {services.settings.index_location} is empty; ingest articles first "
                        "(python -m ingest PATH) or use --corpus DIR")
 
 
@@ -95,32 +99,37 @@ def format_answer(answer) -> str:
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title or c.article_id} ({c.source or c.article_id})")
             quote = " ".join(c.quote.split())
-            lines += textwrap.wrap(f"\u201c{quote}\u201d", width=100, initial_indent="    ", subsequent_indent="    ")
+            lines += textwrap.wrap(f"\u201c{quote}\u201d", width=WRAP_WIDTH, initial_indent="    ",
+                                   subsequent_indent="    ")
     elif answer.passages:
         lines.append("Related passages (they do not answer the question):")
-        for i, p in enumerate(answer.passages[:3], start=1):
+        for i, p in enumerate(answer.passages[:RELATED_SHOWN], start=1):
             lines.append(f"({i}) {p.title or p.article_id} ({p.source or p.article_id})")
             text = " ".join(p.text.split())
-            text = text if len(text) <= 300 else text[:297] + "..."
-            lines += textwrap.wrap(text, width=100, initial_indent="    ", subsequent_indent="    ")
+            text = text if len(text) <= RELATED_CHARS else text[: RELATED_CHARS - 3] + "..."
+            lines += textwrap.wrap(text, width=WRAP_WIDTH, initial_indent="    ", subsequent_indent="    ")
     for note in answer.notes:
         lines.append(f"note: {note}")
+    if answer.abstained and answer.abstain_reason:
+        lines.append(f"note: {answer.abstain_reason}")
     if "total" in answer.timings:
         lines.append(f"({answer.mode}, {answer.timings['total']:.2f} s)")
     return "\n".join(lines).rstrip()
 
 
 def cmd_ask(args) -> int:
+    """``ask``: answer one question and print it (or its JSON)."""
     from rag.core.errors import InvalidQuestion, LLMError
 
     question = " ".join(args.question or [])
     if not question.strip():
         raise CliError("Please type a question.")
     if args.index:
-        pipeline = _open_pipeline(_index_settings(args.index))
-        _check_not_empty(pipeline)
+        services = _open_services(_index_settings(args.index))
+        _check_not_empty(services)
+        pipeline = services.pipeline
     else:
-        from rag.query.pipeline import default_pipeline
+        from rag.app import default_pipeline
 
         try:
             pipeline = default_pipeline()
@@ -139,6 +148,7 @@ def cmd_ask(args) -> int:
 
 
 def cmd_compare(paths: list[str]) -> int:
+    """``eval --compare A B``: print two saved reports side by side."""
     from rag.eval import compare, read_report
 
     reports = []
@@ -153,17 +163,12 @@ def cmd_compare(paths: list[str]) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from rag import eval as ev
+def _eval_questions(args) -> tuple[list, list[str]]:
+    """The questions to ask (``--limit`` applied) and the problems found in the file (printed to stderr)."""
+    from rag.eval import load_questions
 
-    if args.compare:
-        if args.questions:
-            raise CliError("--compare takes two report files and no question file")
-        return cmd_compare(args.compare)
-    if not args.questions:
-        raise CliError("give a question file (JSONL or CSV), or --compare A.json B.json")
     try:
-        questions, problems = ev.load_questions(args.questions)
+        questions, problems = load_questions(args.questions)
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -174,50 +179,77 @@ def cmd_eval(args) -> int:
         questions = questions[: args.limit]
     if not questions:
         raise CliError(f"no usable questions in {args.questions}")
+    return questions, problems
+
+
+def _eval_services(args, stack: contextlib.ExitStack):
+    """The services of the index to evaluate on: the cached or a temporary index of ``--corpus``, ``--index``,
+    or the default index (the default corpus ingested when it is empty)."""
+    from rag.core.settings import get_settings
+
+    if args.corpus and not args.no_cache:
+        from rag.eval.index_cache import cached_index
+
+        settings = cached_index(Path(args.corpus), get_settings(), progress=not args.quiet)
+        print(f"index of {args.corpus}: {settings.data_dir} (cached, keyed by the corpus and the ingestion code)",
+              file=sys.stderr)
+        return _open_services(settings)
+    if args.corpus:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
+        services = _open_services(get_settings(data_dir=Path(tmp), chroma_host=None))
+        report = services.ingestor.ingest([args.corpus], progress=not args.quiet)
+        print(f"temporary index of {args.corpus}: {report.summary()}", file=sys.stderr)
+        return services
+    services = _open_services(_index_settings(args.index))
+    if not args.index:
+        services.ensure_corpus(progress=not args.quiet)
+    return services
+
+
+def _run_eval(args, services, questions: list, problems: list[str]) -> tuple[dict, Optional[dict]]:
+    """The report of the pipeline and, with ``--baseline``, of the LlamaIndex baseline on the same index."""
+    from rag import eval as ev
+
+    pipeline = services.pipeline
+    _check_not_empty(services)
+    _check_mode(pipeline, args.mode)
+    pipeline.warm_up()  # BM25 build and first encoder call stay out of the first question's timings
+    result = ev.evaluate(pipeline, questions, mode=args.mode, top_k=args.top_k, progress=not args.quiet)
+    result["meta"]["questions_file"] = str(args.questions)
+    result["meta"]["load_problems"] = problems
+    if args.corpus:
+        kind = "temporary" if args.no_cache else "cached"
+        result["meta"]["index"] = f"{kind} index of {args.corpus}"
+    baseline = None
+    if args.baseline:
+        baseline = ev.evaluate_baseline(pipeline, questions, result["meta"]["top_k"], progress=not args.quiet)
+        baseline["meta"]["questions_file"] = str(args.questions)
+        baseline["meta"]["index"] = result["meta"]["index"]
+    return result, baseline
+
+
+def cmd_eval(args) -> int:
+    """``eval``: evaluate against a question file and print the table (and the baseline, the report file)."""
+    from rag import eval as ev
+
+    if args.compare:
+        if args.questions:
+            raise CliError("--compare takes two report files and no question file")
+        return cmd_compare(args.compare)
+    if not args.questions:
+        raise CliError("give a question file (JSONL or CSV), or --compare A.json B.json")
+    questions, problems = _eval_questions(args)
     if args.corpus and not Path(args.corpus).is_dir():
         raise CliError(f"no such corpus folder: {args.corpus}")
     if args.out and Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a directory; give a file name")
 
     with contextlib.ExitStack() as stack:
-        if args.corpus and not args.no_cache:
-            from rag.eval.index_cache import cached_index
-            from rag.core.settings import get_settings
-
-            settings = cached_index(Path(args.corpus), get_settings(), progress=not args.quiet)
-            print(f"index of {args.corpus}: {settings.data_dir} (cached, keyed by the corpus and the ingestion code)",
-                  file=sys.stderr)
-            pipeline = _open_pipeline(settings)
-        elif args.corpus:
-            from rag.core.settings import get_settings
-
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
-            pipeline = _open_pipeline(get_settings(data_dir=Path(tmp), chroma_host=None))
-            report = pipeline.ingestor.ingest([args.corpus], progress=not args.quiet)
-            print(f"temporary index of {args.corpus}: {report.summary()}", file=sys.stderr)
-        elif args.index:
-            pipeline = _open_pipeline(_index_settings(args.index))
-        else:
-            pipeline = _open_pipeline(_index_settings(None))
-            pipeline.ensure_corpus(progress=not args.quiet)
-        _check_not_empty(pipeline)
-        _check_mode(pipeline, args.mode)
-        pipeline.warm_up()  # BM25 build and first encoder call stay out of the first question's timings
-
-        result = ev.evaluate(pipeline, questions, mode=args.mode, top_k=args.top_k, progress=not args.quiet)
-        result["meta"]["questions_file"] = str(args.questions)
-        result["meta"]["load_problems"] = problems
-        if args.corpus:
-            kind = "temporary" if args.no_cache else "cached"
-            result["meta"]["index"] = f"{kind} index of {args.corpus}"
-        baseline = None
-        if args.baseline:
-            baseline = ev.evaluate_baseline(pipeline, questions, result["meta"]["top_k"], progress=not args.quiet)
-            baseline["meta"]["questions_file"] = str(args.questions)
-            baseline["meta"]["index"] = result["meta"]["index"]
+        services = _eval_services(args, stack)
+        result, baseline = _run_eval(args, services, questions, problems)
         # close the Chroma client before a temporary index folder is removed
         with contextlib.suppress(Exception):
-            pipeline.store.client.clear_system_cache()
+            services.store.close()
 
     print(ev.format_table(result))
     if baseline is not None:
@@ -239,6 +271,7 @@ def _size(n: int) -> str:
 
 
 def cmd_models(args) -> int:
+    """``models list|install``: the local GGUF models."""
     import shlex
     import time
 
@@ -279,6 +312,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m rag", description="Question answering over news articles.")
     sub = parser.add_subparsers(dest="command", metavar="{ask,eval,models}")
 
@@ -322,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -3,7 +3,7 @@ evaluation, and holds the one process-wide default pipeline behind ``rag.ask``.
 
 This is the only module of ``rag`` that imports ``ingest``: the query side and ingestion are peers that
 share the index layer and never import each other. Process-wide state (offline switches for the Hugging Face
-libraries, the default pipeline) lives here and nowhere else.
+libraries, third-party logger levels, the default pipeline) lives here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Union
 
-from ingest.ingestor import IngestReport, Ingestor
+from ingest import IngestReport, Ingestor, open_ingestor
 from ingest.loaders import SUPPORTED_SUFFIXES
 from rag.core.settings import Settings, get_settings
 from rag.core.types import Answer, Reading
@@ -25,6 +25,8 @@ from rag.query.pipeline import History, Pipeline
 log = logging.getLogger(__name__)
 
 ACCEPTED_SUFFIXES: tuple[str, ...] = SUPPORTED_SUFFIXES  # file types ingestion reads (for upload forms)
+__all__ = ["ACCEPTED_SUFFIXES", "Services", "open_services", "open_store", "open_ingestor", "default_services",
+           "default_pipeline", "set_default_services", "ask", "ask_many", "ask_stream", "chat"]
 
 
 def _offline() -> None:
@@ -34,7 +36,15 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _quiet_libraries() -> None:
+    """bm25s sets its own logger to DEBUG when imported, which would log every BM25 index build."""
+    import bm25s  # noqa: F401
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
 _offline()
+_quiet_libraries()
 
 
 @dataclass
@@ -80,12 +90,6 @@ def open_services(settings: Optional[Settings] = None, *, llm=None, embedder: Op
     store = open_store(settings, embedder)
     pipeline = Pipeline(settings, store=store, llm=llm)
     return Services(settings, store.embedder, store, pipeline)
-
-
-def open_ingestor(settings: Optional[Settings] = None) -> Ingestor:
-    """An Ingestor for the index of ``settings`` (loads no answering models)."""
-    settings = settings or get_settings()
-    return Ingestor(open_store(settings), settings)
 
 
 # --- the module-level API (a lazily built default pipeline, replaceable for tests) ---------------------

@@ -164,7 +164,7 @@ def test_server_going_away_mid_ingest_is_one_clear_error_then_a_rerun_finishes(
         while time.monotonic() < deadline and ingest.poll() is None:  # until the first group is committed
             try:
                 store = store or Pipeline(settings, embedder=embedder).store
-                if store.articles.count() > 0:
+                if store.article_count() > 0:
                     break
             except Exception:
                 pass  # the collection is not there yet

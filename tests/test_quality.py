@@ -20,13 +20,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def full_pipeline(tmp_path_factory, embedder, bbc_dir):
+    from rag.app import open_services
     from rag.eval.index_cache import cached_index
-    from rag.query.pipeline import Pipeline
 
     settings = cached_index(bbc_dir, make_settings(tmp_path_factory.mktemp("unused")), progress=False, embedder=embedder)
-    pipeline = Pipeline(settings, embedder=embedder)
-    assert pipeline.store.articles.count() >= 2225
-    return pipeline
+    services = open_services(settings, embedder=embedder)
+    assert services.store.article_count() >= 2225
+    return services.pipeline
 
 
 @pytest.fixture(scope="session")
@@ -69,15 +69,15 @@ def test_every_quote_is_an_exact_span(full_pipeline, dev_report):
 # --- RealTime QA: the second evaluation corpus (2,396 American news articles of 2022) ----------------------
 @pytest.fixture(scope="session")
 def rtqa_report(tmp_path_factory, embedder):
+    from rag.app import open_services
     from rag.eval import evaluate, load_questions
     from rag.eval.index_cache import cached_index
-    from rag.query.pipeline import Pipeline
 
     corpus = require_eval_data("realtimeqa", "articles")
     settings = cached_index(corpus, make_settings(tmp_path_factory.mktemp("unused")), progress=False, embedder=embedder)
     questions, problems = load_questions(require_eval_data("realtimeqa", "qa_dev.jsonl"))
     assert not problems and len(questions) == 144
-    return evaluate(Pipeline(settings, embedder=embedder), questions, progress=False)
+    return evaluate(open_services(settings, embedder=embedder).pipeline, questions, progress=False)
 
 
 def test_realtimeqa_extractive_floors(rtqa_report):

@@ -1,7 +1,7 @@
 """LLM mode with the real Qwen2.5-Coder-1.5B model: both dev sets on their full corpora, and the small test corpus.
 
 Slow (about 5 s a question on 2 cores) and needs the installed model (``python -m rag models install``;
-``make test`` installs it). The full-corpus indexes come from the evaluation cache (see rag/eval_index.py).
+``make test`` installs it). The full-corpus indexes come from the evaluation cache (see rag/eval/index_cache.py).
 Figures measured when the floors were set are in the README's quality table; floors sit a little below them.
 """
 
@@ -30,11 +30,11 @@ def qwen(tmp_path_factory):
     return path
 
 
-def llm_pipeline(data_dir, embedder, qwen, **overrides):
-    from rag.query.pipeline import Pipeline
+def llm_services(data_dir, embedder, qwen, **overrides):
+    from rag.app import open_services
 
     settings = make_settings(data_dir, llm="llamacpp", answer_mode="llm", llm_model_path=qwen, **overrides)
-    return Pipeline(settings, embedder=embedder)
+    return open_services(settings, embedder=embedder)
 
 
 def corpus_report(corpus, questions_file, tmp_path_factory, embedder, qwen) -> dict:
@@ -42,7 +42,7 @@ def corpus_report(corpus, questions_file, tmp_path_factory, embedder, qwen) -> d
     from rag.eval.index_cache import cached_index
 
     indexed = cached_index(corpus, make_settings(tmp_path_factory.mktemp("unused")), progress=False, embedder=embedder)
-    pipeline = llm_pipeline(indexed.data_dir, embedder, qwen)
+    pipeline = llm_services(indexed.data_dir, embedder, qwen).pipeline
     pipeline.warm_up()
     questions, problems = load_questions(questions_file)
     assert not problems
@@ -86,8 +86,9 @@ def test_realtimeqa_dev_in_llm_mode(rtqa_llm):
 
 def test_small_corpus_end_to_end_with_the_real_model(tmp_path, embedder, qwen):
     """The real model over the repository's own test corpus: grounded short answers with exact quotes."""
-    pipeline = llm_pipeline(tmp_path / "data", embedder, qwen, corpus_dir=TEST_CORPUS)
-    pipeline.ensure_corpus(progress=False)
+    services = llm_services(tmp_path / "data", embedder, qwen, corpus_dir=TEST_CORPUS)
+    services.ensure_corpus(progress=False)
+    pipeline = services.pipeline
     questions = [json.loads(line) for line in TEST_QUESTIONS.read_text().splitlines() if line.strip()]
     answered = right = 0
     for q in questions:

@@ -11,6 +11,7 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from rag import Answer, Pipeline
+from rag.app import open_services
 from rag.core.text import ABSTAIN_TEXT
 from rag.query.reader import find_phrase, ground, parse_reply, partial_phrase
 from rag.core.settings import PROJECT_ROOT
@@ -119,9 +120,9 @@ class ScriptedLLM(CustomLLM):
 def seed_pipeline(tmp_path_factory, embedder, settings_at) -> Pipeline:
     corpus = tmp_path_factory.mktemp("seed")
     shutil.copy(PROJECT_ROOT / "corpus" / SEED_ID, corpus / SEED_ID)
-    pipe = Pipeline(settings_at(tmp_path_factory.mktemp("data"), corpus_dir=corpus), embedder=embedder)
-    pipe.ensure_corpus(progress=False)
-    return pipe
+    services = open_services(settings_at(tmp_path_factory.mktemp("data"), corpus_dir=corpus), embedder=embedder)
+    services.ensure_corpus(progress=False)
+    return services.pipeline
 
 
 def scripted(pipeline: Pipeline, reply: str) -> Pipeline:
@@ -166,7 +167,7 @@ def test_llm_invented_phrase_abstains_when_the_extractive_answer_does(seed_pipel
     pipe = Pipeline(strict, llm=ScriptedLLM(reply="ANSWER: Tesla\nPASSAGE: 1"), embedder=seed_pipeline.embedder)
     answer = pipe.ask("Who holds the majority stake?", mode="llm")
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
-    assert any("Tesla" in n and "none of the passages" in n for n in answer.notes)
+    assert "Tesla" in answer.abstain_reason and "none of the passages" in answer.abstain_reason
     assert answer.passages  # still shown as related
 
 
@@ -175,7 +176,7 @@ def test_llm_not_found_abstains(seed_pipeline):
     answer = Pipeline(never, llm=ScriptedLLM(reply="NOT FOUND"), embedder=seed_pipeline.embedder).ask(
         "Who holds the majority stake?", mode="llm")
     assert answer.abstained and answer.mode == "llm"
-    assert any("found no answer" in n for n in answer.notes)
+    assert "found no answer" in answer.abstain_reason
 
 
 def test_llm_not_found_gives_way_to_strong_extractive_evidence(seed_pipeline):
@@ -213,7 +214,7 @@ def test_llm_failure_keeps_the_extractive_answer(seed_pipeline):
 
 
 def test_ground_loose_match_quotes_the_articles_own_words():
-    from rag.query.retrieve import Tokenizer
+    from rag.query.bm25 import Tokenizer
 
     text = "The minister said the plan was to cut fuel subsidies and help the poorest families. Others disagreed."
     passages = _passages("b.txt", text, [(0, len(text))])
@@ -227,19 +228,19 @@ def test_ground_loose_match_quotes_the_articles_own_words():
 
 
 def test_llm_stream_shows_the_passages_first_and_the_ui_renders_them(seed_pipeline):
-    import ui
     from rag.core.types import Reading
+    from rag.web.render import answer_message, evidence_html
+    from rag.web.turns import reading_turn
 
     pipe = scripted(seed_pipeline, "ANSWER: CATL\nPASSAGE: 1")
-    app = ui.App(pipe)
     items = list(pipe.ask_stream("Who holds the majority stake?", mode="llm"))
     reading = items[0]
     assert isinstance(reading, Reading) and reading.passages
     assert len(reading.passages) <= pipe.settings.llm_passages
-    html = ui.evidence_html(app._reading(reading), 0)
+    html = evidence_html(reading_turn(reading, pipe.store), 0)
     assert "Reading these passages" in html and reading.passages[0].title in html
     # The final answer's chat message shows the phrase in bold before its cited sentence.
-    message = ui.answer_message(items[-1].to_dict(), 0)
+    message = answer_message(items[-1].to_dict(), 0)
     assert '<strong class="short-answer">CATL</strong>' in message and 'href="#cite-0-1"' in message
 
 

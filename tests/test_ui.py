@@ -23,7 +23,7 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 import ui
-from rag.query.pipeline import Pipeline
+from rag.app import open_services
 from rag.core.settings import Settings
 from tests.conftest import TEST_CORPUS, free_port, stop_process
 
@@ -213,6 +213,9 @@ def test_abstention_shows_related_passages_not_citations(page):
     assert "Not found in the articles" in answer.inner_text()
     assert answer.locator("a.cite-marker").count() == 0
     assert "Not found in the articles" in page.locator("#evidence h2").inner_text()
+    evidence = page.locator("#evidence").inner_text()
+    assert f"No passage answers “{UNANSWERABLE}”. Closest passages (related, not citations):" in evidence
+    assert "the closest passages are shown as related" not in evidence  # the reason is said once, in those words
     related = page.locator("#evidence .cite-card.related")
     assert related.count() >= 1
     assert page.locator("#evidence mark.quote").count() == 0
@@ -323,7 +326,7 @@ def test_gradio_api_answers(server):
     assert SEED_ID in {a["article_id"] for a in articles}
 
 
-# --- in-process: LLM mode with a scripted LLM, upload checks, escaping ----------------------------------------
+# --- in-process: LLM mode with a scripted LLM, upload checks, sources -----------------------------------------
 LLM_REPLY = "ANSWER: a majority stake of 51%\nPASSAGE: 1"  # the reader's format: a phrase and a passage
 
 
@@ -351,7 +354,7 @@ class ScriptedLLM(CustomLLM):
 
 @pytest.fixture(scope="module")
 def llm_app(tmp_path_factory, embedder):
-    """The UI's App in this process, on the seed article, with a scripted LLM configured."""
+    """The UI's services in this process, on the seed article, with a scripted LLM configured."""
     base = tmp_path_factory.mktemp("ui-llm")
     corpus = base / "corpus"
     corpus.mkdir()
@@ -360,14 +363,15 @@ def llm_app(tmp_path_factory, embedder):
         data_dir=base / "data", corpus_dir=corpus, llm="llamacpp", answer_mode="llm", host="127.0.0.1",
         port=free_port(), max_upload_mb=0.001, share=False, username=None, password=None,
     )
-    pipe = Pipeline(settings, llm=ScriptedLLM(reply=LLM_REPLY), embedder=embedder)
-    pipe.ensure_corpus(progress=False)
-    return ui.App(pipe)
+    services = open_services(settings, llm=ScriptedLLM(reply=LLM_REPLY), embedder=embedder)
+    services.ensure_corpus(progress=False)
+    return services
 
 
 def test_llm_answer_shows_evidence_first_then_streams_the_phrase(llm_app):
     updates, shown = [], []  # the last chat message at each yield (the chat list is updated in place)
-    for update in llm_app.respond(QUESTION, [], [], [], "llm", 5):
+    ask = ui.AskCallbacks(llm_app)
+    for update in ask.respond(QUESTION, [], [], [], "llm", 5):
         updates.append(update)
         if isinstance(update[1], list):
             shown.append(update[1][-1]["content"])
@@ -385,14 +389,14 @@ def test_llm_answer_shows_evidence_first_then_streams_the_phrase(llm_app):
 
     # An empty question changes nothing.
     with pytest.warns(UserWarning, match="Please type a question"):
-        empty = list(llm_app.respond("   ", [], [], [], "llm", 5))
+        empty = list(ask.respond("   ", [], [], [], "llm", 5))
     assert len(empty) == 1
 
 
 def test_llm_mode_in_the_browser(llm_app, browser):
     settings = llm_app.settings
     llm_app.pipeline.llm.delay = 0.15
-    demo = ui.build_app(llm_app.pipeline)
+    demo = ui.build_app(llm_app)
     ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
         page = open_page(browser, f"http://127.0.0.1:{settings.port}")
@@ -424,7 +428,7 @@ def test_login_when_username_and_password_are_set(llm_app, browser):
     settings = llm_app.settings.model_copy(
         update={"username": "editor", "password": SecretStr("correct horse battery"), "port": free_port()}
     )
-    demo = ui.build_app(llm_app.pipeline)
+    demo = ui.build_app(llm_app)
     ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
     url = f"http://127.0.0.1:{settings.port}"
     try:
@@ -458,59 +462,22 @@ def test_upload_checks_sizes_names_and_collisions(llm_app, tmp_path):
     binary.write_bytes(b"\x00\x01\x02" * 100)
     clash = tmp_path / SEED_ID  # same name as the corpus article, other content
     clash.write_text("Another article\n\nIt is not about batteries.\n", encoding="utf-8")
-    status, cleared, *_ = llm_app.upload([str(small), str(big), str(binary), str(clash)], "", progress=no_progress)
+    library = ui.LibraryCallbacks(llm_app)
+    status, cleared, *_ = library.upload([str(small), str(big), str(binary), str(clash)], "", progress=no_progress)
     assert cleared is None
     assert "short-note.txt</b>: added" in status
     assert "long-note.txt</b>: rejected: file too large" in status
     assert "fake.txt</b>: rejected: binary content" in status
     assert "saved as catl-baic-xiaomi-battery-jv-2.txt" in status
-    uploads = llm_app.uploads_dir
+    uploads = library.library.uploads_dir
     assert sorted(p.name for p in uploads.iterdir()) == ["catl-baic-xiaomi-battery-jv-2.txt", "short-note.txt"]
-    seed = llm_app.pipeline.store.get_articles([SEED_ID])[SEED_ID]
+    seed = llm_app.store.get_articles([SEED_ID])[SEED_ID]
     assert seed.title == SEED_TITLE  # the corpus article was not replaced
     for article_id in ("short-note.txt", "catl-baic-xiaomi-battery-jv-2.txt"):
-        message, *_ = llm_app.delete(article_id, "")
+        message, *_ = library.delete(article_id, "")
         assert "Deleted" in message
     assert list(uploads.iterdir()) == []
-    assert SEED_ID in {r.article_id for r in llm_app.pipeline.store.all_articles()}
-
-
-@pytest.mark.parametrize(
-    "raw,ok",
-    [
-        ("news.txt", "news.txt"), ("C:\\Users\\me\\Report 2024 (final).pdf", "Report 2024 (final).pdf"),
-        ("../../etc/passwd.md", "passwd.md"), ("page.HTM", "page.HTM"), ("setup.exe", None), ("archive.zip", None),
-        (".hidden.txt", None), ("bad\x00name.txt", None), ("a<b>.html", None), ("noext", None), ("con.txt", None),
-        ("x" * 200 + ".txt", None),
-    ],
-)
-def test_upload_names(raw, ok):
-    name, reason = ui.check_upload_name(raw)
-    assert name == ok
-    assert bool(reason) == (ok is None)
-
-
-def test_rendering_escapes_article_text():
-    evil = '<script>alert(1)</script><img src=x onerror=alert(2)>'
-    text = f"{evil} Intro. The answer is 42. Outro."
-    start = text.index("The answer")
-    end = start + len("The answer is 42.")
-    answer = {
-        "question": evil, "text": f"The answer is 42. {evil} [1]", "abstained": False, "notes": [evil],
-        "passages": [{"chunk_id": "c", "article_id": "a", "title": evil, "source": evil,
-                                          "text": text, "start_char_idx": 0, "end_char_idx": len(text), "page": 0}],
-        "citations": [{"n": 1, "article_id": "a", "title": evil, "source": "https://example.com/x?q=1\"><b>",
-                       "quote": text[start:end], "start_char_idx": start, "end_char_idx": end, "score": 1.0,
-                       "page": 0, "passage_index": 0}],
-    }
-    turn = {"answer": answer, "articles": {"a": {"text": text, "url": "", "page_starts": []}}}
-    for out in (ui.answer_message(answer, 0), ui.evidence_html(turn, 0),
-                ui.viewer_html(evil, evil, "", text, start, end, text[start:end], evil)):
-        assert "<script" not in out and "<img" not in out and "<b>" not in out
-        assert "&lt;script&gt;" in out
-    mark = f'<mark class="quote" data-start="{start}" data-end="{end}">The answer is 42.</mark>'
-    assert mark in ui.evidence_html(turn, 0)
-    assert ui.public_url("https://user:pw@llm.example.com:8443/v1?key=abc") == "https://llm.example.com:8443/v1"
+    assert SEED_ID in {r.article_id for r in llm_app.store.all_articles()}
 
 
 def test_sources_show_pdf_pages_and_web_links(llm_app, tmp_path):
@@ -537,8 +504,7 @@ def test_sources_show_pdf_pages_and_web_links(llm_app, tmp_path):
         "<p>Its director said the exhibits explain how the ice cap has shrunk since 1890.</p></article></body></html>",
         encoding="utf-8",
     )
-    pipe = llm_app.pipeline
-    report = pipe.ingestor.ingest([tmp_path / "port-review.pdf", tmp_path / "glacier.html"], progress=False)
+    report = llm_app.ingestor.ingest([tmp_path / "port-review.pdf", tmp_path / "glacier.html"], progress=False)
     assert sorted(report.added) == ["glacier.html", "port-review.pdf"], report.skipped
     try:
         for question, expected in (
@@ -546,10 +512,10 @@ def test_sources_show_pdf_pages_and_web_links(llm_app, tmp_path):
             ("How many visitors did the Vatnajokull glacier museum welcome?",
              '<a href="https://news.example.org/2024/glacier-museum" target="_blank" rel="noopener noreferrer'),
         ):
-            *_, last = llm_app.respond(question, [], [], [], "extractive", 5)
+            *_, last = ui.AskCallbacks(llm_app).respond(question, [], [], [], "extractive", 5)
             evidence = last[4]
             assert isinstance(evidence, str) and "mark class=\"quote\"" in evidence, last[1][-1]["content"]
             assert expected in evidence
     finally:
         for article_id in report.added:
-            pipe.ingestor.delete(article_id)
+            llm_app.ingestor.delete(article_id)

@@ -13,12 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
-_MONTHS = [
-    "january", "february", "march", "april", "may", "june",
-    "july", "august", "september", "october", "november", "december",
-]
-_MONTH_ALT = "|".join(_MONTHS + ["jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"])
+from rag.core.text import MONTH_PATTERN, MONTHS, YEAR
+
+FIRST_REPORTING_YEAR = 1950  # earlier years in news text are history, never the period a figure is reported for
 _ORDINAL = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "final": 4}
 _COUNT = {"three": 1, "3": 1, "six": 2, "6": 2, "nine": 3, "9": 3}
 
@@ -28,7 +25,7 @@ _HALF = re.compile(r"\b(first|second)[ -]half\b", re.I)
 _FIRST_MONTHS = re.compile(r"\bfirst (three|six|nine|3|6|9) months\b", re.I)
 _MONTHS_TO = re.compile(
     rf"\b(three|six|nine|3|6|9)[ -]months? (?:to|ending|ended|through|until)(?: the end of)?(?: \d{{1,2}})? "
-    rf"({_MONTH_ALT})\b",
+    rf"({MONTH_PATTERN})\b",
     re.I,
 )
 # A question about the period itself ("in which quarter ...", "when ...") asks for the period: never a clash.
@@ -37,7 +34,7 @@ _ASKS_FOR_PERIOD = re.compile(r"^\s*when\b|\b(?:what|which)\s+(?:year|quarter|mo
 
 def _month_quarter(name: str) -> int:
     name = name.lower()
-    index = next(i for i, m in enumerate(_MONTHS) if m.startswith(name[:3]))
+    index = next(i for i, m in enumerate(MONTHS) if m.startswith(name[:3]))
     return index // 3 + 1
 
 
@@ -55,7 +52,7 @@ class Periods:
 def periods_in(text: str) -> Periods:
     """Years and quarters named in ``text``: "Q3", "second quarter", "first half" (1 and 2), "first six
     months" (1 and 2), "three months to December" (4)."""
-    found = Periods(years={int(y) for y in _YEAR.findall(text)})
+    found = Periods(years={int(y) for y in YEAR.findall(text) if int(y) >= FIRST_REPORTING_YEAR})
     for m in _QUARTER.finditer(text):
         found.quarters.add(_ORDINAL[m.group(1).lower()])
     for m in _Q_NUMBER.finditer(text):

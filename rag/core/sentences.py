@@ -14,10 +14,12 @@ from functools import lru_cache
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
+from rag.core.text import MONTH_ABBREVIATIONS
+
 ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sir", "st", "mt", "gen", "col", "lt", "sgt", "capt", "rev", "gov", "sen",
     "rep", "jr", "sr", "inc", "co", "corp", "ltd", "plc", "bros", "no", "vs", "etc", "approx", "est", "dept",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    *MONTH_ABBREVIATIONS,
     "u.s", "u.k", "u.n", "e.g", "i.e", "a.m", "p.m",
 }
 

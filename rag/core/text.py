@@ -6,6 +6,8 @@ import re
 
 # What an answer says when the indexed articles do not answer the question.
 ABSTAIN_TEXT = "The indexed articles do not answer this question."
+# Why it abstained, when no passage answers (the passages are still shown, as related reading).
+NO_ANSWER = "No passage answers the question; the closest passages are shown as related."
 
 MONTHS = (
     "january", "february", "march", "april", "may", "june",

@@ -20,7 +20,7 @@ from rag.core.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 
 # The code whose changes can change what an index holds: all of ingestion, and the rag modules it writes with.
-INDEX_CODE = ["ingest/*.py", "rag/index/*.py", "rag/core/sentences.py"]
+INDEX_CODE = ["ingest/*.py", "rag/index/*.py", "rag/core/sentences.py", "rag/core/text.py"]  # what index content depends on
 INDEX_SETTINGS = ["embed_model", "chunk_tokens", "chunk_overlap", "max_file_mb", "collection"]
 
 
@@ -68,15 +68,13 @@ def cached_index(corpus: Path, settings: Settings, *, progress: bool = True, emb
     cache.mkdir(parents=True, exist_ok=True)
     building = cache / f"{target.name}.building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
-    from ingest.ingestor import Ingestor
-    from rag.index.embedder import Embedder
-    from rag.index.store import Store
+    from rag.app import open_services  # the composition module: loaded only when an index must be built
 
     build_settings = indexed.model_copy(update={"data_dir": building})
-    store = Store(build_settings, embedder or Embedder(build_settings))
-    report = Ingestor(store, build_settings).ingest([corpus], progress=progress)
+    services = open_services(build_settings, embedder=embedder)
+    report = services.ingestor.ingest([corpus], progress=progress)
     log.info("indexed %s: %s", corpus, report.summary())
-    del store
+    del services
     (building / "complete").write_text(report.summary() + "\n")
     try:
         building.rename(target)

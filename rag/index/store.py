@@ -125,6 +125,7 @@ class PendingBatch:
     host: str
     pid: int
     at: float
+    started: int = 0  # when the writing process started (clock ticks since boot; 0: unknown), to tell reused pids
 
 
 def chunk_id(article_id: str, sha256: str, index: int) -> str:
@@ -354,7 +355,7 @@ class Store:
         self._meta.upsert(
             ids=[batch.pending_id], embeddings=[[1.0]],
             metadatas=[{"kind": _PENDING, "article_ids": json.dumps(batch.article_ids), "host": batch.host,
-                        "pid": batch.pid, "at": batch.at}],
+                        "pid": batch.pid, "at": batch.at, "started": batch.started}],
         )
 
     def pending_batches(self) -> list[PendingBatch]:
@@ -362,7 +363,7 @@ class Store:
         got = self._meta.get(where={"kind": _PENDING}, include=["metadatas"])
         return [
             PendingBatch(pending_id, json.loads(m.get("article_ids", "[]")), str(m.get("host", "")),
-                         int(m.get("pid", 0)), float(m.get("at", 0)))
+                         int(m.get("pid", 0)), float(m.get("at", 0)), int(m.get("started", 0)))
             for pending_id, m in zip(got["ids"], got["metadatas"])
         ]
 

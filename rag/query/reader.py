@@ -17,9 +17,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from rag.query.prompt import neutralise, passages_block
 from rag.core.sentences import sentence_spans
+from rag.core.text import MARKER, marker_numbers
 from rag.core.types import Passage
+from rag.query.prompt import neutralise, passages_block
 
 NOT_FOUND = "NOT FOUND"
 
@@ -98,7 +99,6 @@ class ReaderReply:
 
 _ANSWER = re.compile(r"answer\s*[:\-]\s*(.+)", re.I)
 _PASSAGE = re.compile(r"(?:passage|source)s?\s*(?:number|no\.?|#)?\s*[:\-]?\s*\[?\s*(\d{1,3})", re.I)
-_MARKER = re.compile(r"\[\s*(\d{1,3})\s*\]")
 _NOT_FOUND = re.compile(r"\bnot\s+found\b", re.I)
 _TRIM = " \t\"'`*“”‘’«».,;:"
 
@@ -126,10 +126,10 @@ def parse_reply(text: str) -> ReaderReply:
     passage_match = _PASSAGE.search(body)
     if passage_match:
         number = int(passage_match.group(1))
-    markers = _MARKER.findall(full_line)  # "[2] ANSWER: x" as well as "ANSWER: x [2]"
-    if number is None and markers:
-        number = int(markers[0])
-    phrase = _MARKER.sub(" ", answer_line)
+    marker = MARKER.search(full_line)  # "[2] ANSWER: x" as well as "ANSWER: x [2]"
+    if number is None and marker:
+        number = marker_numbers(marker)[0]
+    phrase = MARKER.sub(" ", answer_line)
     phrase = re.sub(r"\(?\b(?:passage|source)\s*\d{1,3}\)?", " ", phrase, flags=re.I)
     phrase = " ".join(phrase.split()).strip(_TRIM)
     if not phrase or _NOT_FOUND.fullmatch(phrase):
@@ -149,7 +149,7 @@ def partial_phrase(text: str) -> str:
         folded = " ".join(line.split()).upper()
         if "ANSWER:".startswith(folded[:7]) or NOT_FOUND.startswith(folded) or _NOT_FOUND.search(line):
             return ""
-    return " ".join(_MARKER.sub(" ", line).split()).strip(_TRIM)
+    return " ".join(MARKER.sub(" ", line).split()).strip(_TRIM)
 
 
 # --- grounding -------------------------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""The calibrated numbers of answering, in one place, with what depends on what.
+
+Everything here was fitted on the two dev sets as a whole (BBC: 46 questions, RealTime QA: 144), never to
+single questions, and checked by cross-validation (``bench/reader_calibration.py``; README, Quality).
+
+How they hang together:
+
+1. Reranking (``rag.query.rerank``) scores each retrieved passage as
+   ``DENSE_WEIGHT * cosine(question, passage) + (1 - DENSE_WEIGHT) * keyword coverage``, both in [0, 1].
+2. The extractive answerer (``rag.query.answer``) scores candidate sentences with ``SENTENCE_WEIGHTS``.
+3. The evidence score of an answer is the mean of four values: the question's keyword coverage of the best
+   sentence's article, that sentence's cosine similarity, its score under ``SENTENCE_WEIGHTS`` and the top
+   passage's rerank score (step 1). These are on different scales; the mean is only meaningful against the
+   thresholds below, which were fitted on it.
+4. The thresholds on the evidence score: ``ABSTAIN_THRESHOLD`` (extractive mode), ``LLM_ABSTAIN_THRESHOLD``
+   and ``LLM_NOT_FOUND_OVERRIDE`` (LLM mode, fitted together by 5-fold cross-validation repeated 10 times).
+   They are the defaults of the settings of the same names (``RAG_ABSTAIN_THRESHOLD`` ...).
+
+Changing ``DENSE_WEIGHT`` or ``SENTENCE_WEIGHTS`` (or the embedding model) moves the evidence score, so the
+three thresholds must then be fitted again with ``bench/reader_calibration.py``.
+"""
+
+from __future__ import annotations
+
+DENSE_WEIGHT = 0.5  # rerank score = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * keyword coverage
+
+# Candidate sentence score: a weighted sum of its features (see rag.query.answer.Candidate). A grid over these
+# weights, scored by answer containment and by the first citation's article.
+SENTENCE_WEIGHTS = {
+    "dense": 0.1, "typed": 0.3, "proximity": 0.5, "article": 0.5, "period": 0.1, "passage": 0.25, "rank": 0.05,
+}
+
+ABSTAIN_THRESHOLD = 0.58  # extractive mode: evidence under this abstains
+LLM_ABSTAIN_THRESHOLD = 0.57  # LLM mode: evidence under this abstains without asking the model
+LLM_NOT_FOUND_OVERRIDE = 0.80  # LLM mode: from this evidence on, the model's NOT FOUND gives way to extraction

@@ -1,0 +1,148 @@
+"""The LLM stages of a question: give the reader model the windows around the likeliest sentences, then judge
+its reply (a phrase checked against the passages, NOT FOUND, or a phrase found nowhere) into the Answer.
+
+The prompt, the reply parsing and the grounding are in :mod:`rag.query.reader`; the calibrated rule that
+combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.judge` (README, Quality).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, Union
+
+from rag.core.errors import LLMError
+from rag.core.settings import Settings
+from rag.core.text import ABSTAIN_TEXT, NO_ANSWER
+from rag.core.types import Answer, Citation, Passage, Reading
+from rag.query.answer import ExtractiveResult
+from rag.query.prompt import fit_passages
+from rag.query.reader import Grounding, READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
+
+
+class LLMAnswerer:
+    """Answers with the reader model; ``llm`` is called to get the (lazily built) LlamaIndex LLM."""
+
+    def __init__(self, settings: Settings, llm: Callable[[], object], stem: Callable[[str], str]):
+        self.settings = settings
+        self._llm = llm
+        self._stem = stem
+
+    def answer(
+        self, answer: Answer, extractive: ExtractiveResult, articles: dict[str, str], stream: bool
+    ) -> Iterator[Union[Reading, str]]:
+        """Fill ``answer`` from the model's reply; when streaming, yield a :class:`Reading` with the passages the
+        model is given, then the answer phrase as it is written, then (if that was not the final text) the text.
+
+        Abstains without a model call when the retrieval evidence is too weak (or about another period). On an
+        LLM failure the extractive answer is kept, with a note (unless ``llm_fallback`` is "none").
+        """
+        settings = self.settings
+        if extractive.clash or extractive.evidence_score < settings.llm_abstain_threshold:
+            abstain(answer, answer.abstain_reason or NO_ANSWER)
+            if stream:
+                yield answer.text
+            return
+        t0 = time.perf_counter()
+        windows = reader_windows(extractive.candidates, answer.passages, articles, settings.llm_passages)
+        passages = fit_passages(
+            [w for w, _ in windows], READER_SYSTEM + answer.retrieval_query, settings.llm_context_window,
+            settings.llm_max_tokens,
+        )
+        origins = [origin for _, origin in windows[: len(passages)]]
+        if stream:
+            yield Reading(answer.question, passages)
+        shown: list[str] = []  # the answer phrase streamed so far, as one string
+        try:
+            reply_text = yield from self._generate(answer.retrieval_query, passages, stream, shown)
+        except Exception as exc:
+            from rag.llm import as_llm_error
+
+            error = as_llm_error(exc, settings)
+            answer.timings["generate"] = time.perf_counter() - t0
+            if settings.llm_fallback != "extractive":
+                raise error from exc
+            answer.notes.append(f"LLM failed ({error}); the extractive answer is shown instead.")
+            if stream:
+                yield answer.text
+            return
+        answer.timings["generate"] = time.perf_counter() - t0
+        answer.llm_reply = reply_text
+        self.judge(answer, extractive, reply_text, passages, origins, articles)
+        if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
+            yield answer.text
+
+    def _generate(self, question: str, passages: list[Passage], stream: bool, shown: list[str]) -> Iterator[str]:
+        """Ask the model; yields the growing answer phrase when streaming (recorded in ``shown``); returns the reply."""
+        from llama_index.core.llms import ChatMessage
+
+        if not passages:
+            raise LLMError("the passages do not fit the LLM's context window")
+        messages = [
+            ChatMessage(role="system", content=READER_SYSTEM),
+            ChatMessage(role="user", content=reader_prompt(question, passages)),
+        ]
+        if not stream:
+            return self._llm().chat(messages).message.content or ""
+        reply_text = ""
+        for chunk in self._llm().stream_chat(messages):
+            reply_text += chunk.delta or ""
+            phrase = partial_phrase(reply_text)  # the answer phrase as it is written, for the UI
+            so_far = "".join(shown)
+            if phrase.startswith(so_far) and len(phrase) > len(so_far):
+                shown.append(phrase[len(so_far):])
+                yield shown[-1]
+        return reply_text
+
+    def judge(self, answer: Answer, extractive: ExtractiveResult, reply_text: str, passages: list[Passage],
+              origins: list[int], articles: dict[str, str]) -> None:
+        """Turn the model's reply into the answer: its phrase found in a passage is the answer; NOT FOUND
+        abstains unless the evidence is strong; a phrase found nowhere is never shown (the calibrated rule of
+        README, Quality)."""
+        reply = parse_reply(reply_text)
+        grounding = ground(reply, passages, articles, answer.retrieval_query, self._stem)
+        answer.mode = "llm"
+        strong = not extractive.abstained and extractive.evidence_score >= self.settings.llm_not_found_override
+        if reply.not_found and strong:
+            # A small model says NOT FOUND too readily: with evidence this strong the extractive answer stands.
+            answer.mode = "extractive"
+            answer.notes.append("The model found no answer in the passages, but the evidence is strong; "
+                                "the extractive answer is shown instead.")
+        elif reply.not_found:
+            abstain(answer, "The model found no answer in the passages; the closest ones are shown as related.")
+        elif grounding is None and not extractive.abstained:
+            # The model named no phrase of the passages (often a list or a paraphrase): its words cannot be
+            # checked, so the extractive answer, which stands on its own evidence, is shown instead.
+            answer.mode = "extractive"
+            answer.notes.append(f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages; "
+                                "the extractive answer is shown instead.")
+        elif grounding is None:
+            abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages, "
+                            "so it is not shown; the closest passages are shown as related.")
+        else:
+            grounded_answer(answer, passages[grounding.passage_index], origins[grounding.passage_index], articles,
+                            grounding)
+
+
+def abstain(answer: Answer, reason: str) -> None:
+    """Make ``answer`` an abstention for ``reason`` (its passages stay, shown as related)."""
+    answer.abstained = True
+    answer.abstain_reason = reason
+    answer.text = ABSTAIN_TEXT
+    answer.short_answer = None
+    answer.citations = []
+
+
+def grounded_answer(answer: Answer, passage: Passage, origin: int, articles: dict[str, str], g: Grounding) -> None:
+    """The displayed answer and its one citation, built from the exact span the model's phrase matched in
+    ``passage`` (a window cut from the retrieved passage number ``origin``)."""
+    text = articles[passage.article_id]  # the reader's windows are cut from these texts
+    short, sentence = text[g.start : g.end], text[g.sentence_start : g.sentence_end]
+    answer.abstained = False
+    answer.abstain_reason = ""
+    answer.short_answer = short
+    answer.text = f"{sentence} [1]" if short == sentence else f"{short} \u2014 {sentence} [1]"
+    answer.citations = [Citation(
+        n=1, article_id=passage.article_id, title=passage.title, source=passage.source, quote=sentence,
+        start_char_idx=g.sentence_start, end_char_idx=g.sentence_end, score=round(passage.score, 4),
+        page=passage.page, passage_index=origin,
+    )]

@@ -1,0 +1,70 @@
+"""What one chat turn keeps in the browser session, and what a click on one of its references shows.
+
+A turn is a plain dict (Gradio keeps it in a ``gr.State``): ``{"answer": Answer as a dict, "articles": {id:
+metadata, and the text of cited articles}}``. ``store`` is the index's :class:`rag.index.store.Store`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from typing import Optional
+
+from rag.core.types import Answer, Reading
+from rag.web.render import STALE_REFERENCE, evidence_html, page_of, viewer_html
+
+REFERENCE = re.compile(r"(\d+):([cp]):(\d+)")  # TURN:c:N a citation, TURN:p:I a passage (see static/cite-links.js)
+
+
+def reading_turn(reading: Reading, store) -> dict:
+    """A provisional turn for the evidence panel: the passages an LLM is reading."""
+    records = store.get_articles({p.article_id for p in reading.passages})
+    answer = {"question": reading.question, "pending": True, "abstained": False, "citations": [],
+              "passages": [asdict(p) for p in reading.passages]}
+    return {"answer": answer, "articles": {i: {"url": r.url, "page_starts": r.page_starts} for i, r in records.items()}}
+
+
+def answer_turn(answer: Answer, store) -> dict:
+    """What a turn keeps in the session: the answer and the cited/related articles' text and metadata."""
+    data = answer.to_dict()
+    cited = {c["article_id"] for c in data["citations"]}
+    records = store.get_articles(cited | {p["article_id"] for p in data["passages"]}, with_text=True)
+    articles = {
+        i: {"title": r.title, "source": r.source, "url": r.url, "format": r.format,
+            "page_starts": r.page_starts, "sha256": r.sha256, "text": r.text if i in cited else None}
+        for i, r in records.items()
+    }
+    return {"answer": data, "articles": articles}
+
+
+def open_reference(ref: str, turns: list[dict], store) -> tuple[Optional[str], Optional[str]]:
+    """A click on a citation, [n] marker or related passage: (evidence panel, article viewer) HTML.
+
+    None means "leave that panel as it is" (a reference to nothing of its turn).
+    """
+    m = REFERENCE.fullmatch(ref)
+    if not m or int(m.group(1)) >= len(turns):
+        return None, STALE_REFERENCE
+    turn, kind, index = int(m.group(1)), m.group(2), int(m.group(3))
+    turn_data = turns[turn]
+    answer = turn_data["answer"]
+    if kind == "c":
+        found = [c for c in answer["citations"] if c["n"] == index]
+        if not found:
+            return None, None
+        c = found[0]
+        article_id, start, end, expected = c["article_id"], c["start_char_idx"], c["end_char_idx"], c["quote"]
+        title, source, label = c["title"], c["source"], f"highlighted: the passage cited as [{index}]"
+    else:
+        if index >= len(answer["passages"]):
+            return None, None
+        p = answer["passages"][index]
+        article_id, start, end, expected = p["article_id"], p["start_char_idx"], p["end_char_idx"], p["text"]
+        title, source, label = p["title"], p["source"], "highlighted: a related passage (not an answer)"
+    record = store.get_articles([article_id], with_text=True).get(article_id)
+    text = record.text if record is not None else None
+    url = record.url if record is not None else ""
+    page = page_of(start, record.page_starts if record is not None else [])
+    viewer = viewer_html(title or article_id, source, url, text, start, end, expected, label, page,
+                         related=kind == "p")
+    return evidence_html(turn_data, turn, active=ref), viewer
