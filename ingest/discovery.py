@@ -1,14 +1,15 @@
-"""Finding the files to ingest under the paths given, and the article id each one gets."""
+"""Finding the files to ingest under the paths given, the manifests beside them, and each article's id."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Collection, Iterable
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.report import SkippedFile
 
 MISSING_PATH = "path does not exist"
+MANIFEST_NAME = "manifest.jsonl"  # in a folder: the metadata of its articles (ingest.manifest), not an article
 
 
 def article_id_for(path: Path, root: Path) -> str:
@@ -16,11 +17,14 @@ def article_id_for(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def discover(paths: Iterable[Path | str]) -> tuple[list[tuple[Path, Path]], list[SkippedFile]]:
+def discover(
+    paths: Iterable[Path | str], *, exclude: Collection[Path] = ()
+) -> tuple[list[tuple[Path, Path]], list[SkippedFile]]:
     """(file, root) pairs for every supported file under ``paths``, and the paths skipped with their reasons.
 
-    A folder is its files' root; a file given by itself is rooted at its own folder. Hidden files and folders
-    are ignored, and a file reached twice is listed once.
+    A folder is its files' root; a file given by itself is rooted at its own folder. Hidden files and folders,
+    the manifests in folders and the files in ``exclude`` (resolved paths: a manifest given for the run) are
+    ignored, and a file reached twice is listed once.
     """
     found: list[tuple[Path, Path]] = []
     skipped: list[SkippedFile] = []
@@ -34,7 +38,7 @@ def discover(paths: Iterable[Path | str]) -> tuple[list[tuple[Path, Path]], list
             for file in sorted(root.rglob("*")):
                 rel = file.relative_to(root)
                 # A dangling symlink is kept: reading it reports the file as vanished instead of dropping it silently.
-                if any(part.startswith(".") for part in rel.parts) or not (file.is_file() or file.is_symlink()):
+                if _hidden(rel) or not (file.is_file() or file.is_symlink()) or _is_manifest(file, exclude):
                     continue
                 if file.suffix.lower() not in SUPPORTED_SUFFIXES:
                     skipped.append(SkippedFile(str(file), f"unsupported file type {file.suffix or '(none)'}"))
@@ -47,6 +51,20 @@ def discover(paths: Iterable[Path | str]) -> tuple[list[tuple[Path, Path]], list
                 listed.add(resolved)
                 found.append((resolved, resolved.parent))
     return found, skipped
+
+
+def manifests_in(folder: Path) -> list[Path]:
+    """The manifests in ``folder`` and its subfolders (hidden ones excepted), shallowest first."""
+    found = [m for m in folder.rglob(MANIFEST_NAME) if not _hidden(m.relative_to(folder)) and m.is_file()]
+    return sorted(found, key=lambda m: (len(m.parts), m))
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _is_manifest(file: Path, exclude: Collection[Path]) -> bool:
+    return file.name == MANIFEST_NAME or (bool(exclude) and file.resolve() in exclude)
 
 
 def folder_roots(paths: Iterable[Path | str]) -> set[str]:

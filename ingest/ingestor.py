@@ -9,6 +9,8 @@ Write order for every batch of articles (what makes ``kill -9`` at any point saf
 Steps 2 to 4 of new and changed articles are :mod:`ingest.writer`'s. A run that finds a pending record of a
 dead process removes that batch's uncommitted chunks first (:meth:`Ingestor.repair`).
 Deletions (and an article turning into a duplicate) run under a pending record too: record first, then chunks.
+An unchanged file whose manifest entry (:mod:`ingest.manifest`) now states other metadata only has its record's
+metadata rewritten: its text and chunks stay, nothing is embedded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 from ingest.discovery import MISSING_PATH, article_id_for, discover, folder_roots
 from ingest.journal import Journal
 from ingest.loaders import Article, SkipFile, load_bytes, read_file, sha256_bytes
+from ingest.manifest import ManifestEntry, RunManifests, load_manifests
 from ingest.report import IngestReport, SkippedFile
 from ingest.writer import GroupWriter, Work, article_record
 from rag.core.settings import Settings, get_settings
@@ -56,14 +59,23 @@ class Ingestor:
         self.writer = GroupWriter(store, self.settings, self.journal)
 
     # --- public operations -------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[Path | str], *, prune: bool = False, progress: bool = True) -> IngestReport:
-        """Add new, replace changed and (with ``prune``) remove vanished articles under ``paths``."""
+    def ingest(
+        self, paths: Sequence[Path | str], *, prune: bool = False, progress: bool = True,
+        manifest: Optional[Path | str] = None,
+    ) -> IngestReport:
+        """Add new, replace changed and (with ``prune``) remove vanished articles under ``paths``.
+
+        ``manifest``: a JSON Lines file of the articles' metadata, its paths relative to the one folder in
+        ``paths``; without it, a ``manifest.jsonl`` in a folder is used for that folder (see
+        :mod:`ingest.manifest`). ManifestError, before anything is written, when a manifest cannot be read.
+        """
         started = time.perf_counter()
         if isinstance(paths, (str, os.PathLike)):  # one path, not a sequence of its characters
             paths = [paths]
+        manifests = load_manifests(paths, manifest)
         report = IngestReport()
         try:
-            self._ingest(paths, prune, progress, report)
+            self._ingest(paths, prune, progress, report, manifests)
         finally:
             # Bump even after a failure part-way: groups committed before it must reach other processes' BM25.
             if report.changed():
@@ -96,12 +108,20 @@ class Ingestor:
         return repaired
 
     # --- one run ------------------------------------------------------------------------------------
-    def _ingest(self, paths: Sequence[Path | str], prune: bool, progress: bool, report: IngestReport) -> None:
+    def _ingest(
+        self, paths: Sequence[Path | str], prune: bool, progress: bool, report: IngestReport,
+        manifests: RunManifests,
+    ) -> None:
         report.repaired = self.repair()
-        files, report.skipped = discover(paths)
+        files, report.skipped = discover(paths, exclude=manifests.given)
         report.seen = len(files) + sum(1 for s in report.skipped if s.reason != MISSING_PATH)
+        report.warnings += manifests.warnings + manifests.unmatched(files)
         existing = {r.article_id: r for r in self.store.all_articles()}
-        work, duplicate_records, seen_ids = self._read(files, existing, report, progress)
+        relabelled: list[ArticleRecord] = []
+        work, duplicate_records, seen_ids = self._read(files, existing, report, progress, manifests, relabelled)
+        if relabelled:  # metadata only: no journal needed, a record is rewritten whole or not at all
+            self.store.update_article_metadata(relabelled)
+            report.metadata_updated = [r.article_id for r in relabelled]
         # Duplicates of articles in this run are committed after their canonical copy.
         self.writer.write(work, report, progress)
         if duplicate_records:
@@ -115,10 +135,12 @@ class Ingestor:
         self._promote_orphaned_duplicates(report, progress)
 
     def _read(
-        self, files: list[tuple[Path, Path]], existing: dict[str, ArticleRecord], report: IngestReport, progress: bool
+        self, files: list[tuple[Path, Path]], existing: dict[str, ArticleRecord], report: IngestReport, progress: bool,
+        manifests: RunManifests, relabelled: list[ArticleRecord],
     ) -> tuple[list[Work], list[ArticleRecord], set[str]]:
         """Load the new and changed files: the articles to embed, the duplicate records to commit (a copy of a
-        stored or earlier article), and every article id seen."""
+        stored or earlier article), and every article id seen; the stored records of unchanged files whose
+        manifest entry states new metadata go to ``relabelled``."""
         canonical_by_sha = {r.sha256: r.article_id for r in existing.values() if not r.duplicate_of}
         work: list[Work] = []
         duplicate_records: list[ArticleRecord] = []
@@ -131,7 +153,8 @@ class Ingestor:
                 continue
             seen_ids.add(article_id)
             old = existing.get(article_id)
-            article = self._load(file, root, article_id, old, report)
+            entry = manifests.entry(root, article_id)
+            article = self._load(file, root, article_id, old, report, entry, relabelled)
             if article is None:
                 continue
             report.warnings += article.warnings
@@ -147,20 +170,29 @@ class Ingestor:
         return work, duplicate_records, seen_ids
 
     def _load(
-        self, file: Path, root: Path, article_id: str, old: Optional[ArticleRecord], report: IngestReport
+        self, file: Path, root: Path, article_id: str, old: Optional[ArticleRecord], report: IngestReport,
+        entry: Optional[ManifestEntry], relabelled: list[ArticleRecord],
     ) -> Optional[Article]:
-        """The article in ``file``; None when it is unchanged since ``old`` (counted) or unusable (reported)."""
+        """The article in ``file`` with what its manifest ``entry`` states; None when it is unchanged since ``old``
+        (counted, or added to ``relabelled`` when ``entry`` states new metadata) or unusable (reported)."""
         try:
             data = read_file(file, int(self.settings.max_file_mb * BYTES_PER_MB))
             if old is not None and old.sha256 == sha256_bytes(data):
-                report.unchanged += 1
+                record = entry.relabelled(old) if entry is not None else None
+                if record is None:
+                    report.unchanged += 1
+                else:
+                    relabelled.append(record)
                 return None
             if old is not None and old.root and old.root != str(root) and Path(old.source).exists():
                 raise SkipFile(
                     f"article id {article_id!r} is already used by {old.source}; ingest both from a common "
                     "parent folder, or delete that article first"
                 )
-            return load_bytes(data, file, source=str(file))
+            article = load_bytes(data, file, source=str(file))
+            if entry is not None:
+                entry.apply(article)
+            return article
         except SkipFile as exc:
             report.skipped.append(SkippedFile(str(file), str(exc)))
         except Exception as exc:  # a loader bug must not stop the run; the file is reported
@@ -225,10 +257,11 @@ def open_ingestor(settings: Optional[Settings] = None) -> Ingestor:
 
 
 def ingest_paths(
-    paths: Sequence[Path | str], settings: Optional[Settings] = None, *, prune: bool = False, progress: bool = True
+    paths: Sequence[Path | str], settings: Optional[Settings] = None, *, prune: bool = False, progress: bool = True,
+    manifest: Optional[Path | str] = None,
 ) -> IngestReport:
     """Ingest files and folders into the index of ``settings`` (see :meth:`Ingestor.ingest`)."""
-    return open_ingestor(settings).ingest(paths, prune=prune, progress=progress)
+    return open_ingestor(settings).ingest(paths, prune=prune, progress=progress, manifest=manifest)
 
 
 def delete_article(article_id: str, settings: Optional[Settings] = None) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ingest.metadata import author_names, date_or_warn, split_front_matter
 from rag.core.types import ArticleMeta
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,24 @@ def _first_line_title(text: str) -> str:
 
 
 def load_text(data: bytes, path: Path, warnings: list[str]) -> dict:
-    """Plain text and Markdown: the first non-empty line (or ``# heading``) is the title."""
+    """Plain text: the first non-empty line is the title."""
     if looks_binary(data):
         raise SkipFile("binary content, not text")
     text = _normalise_newlines(decode_text(data, str(path), warnings))
     if not text.strip():
         raise SkipFile("empty file")
     return {"text": text, "title": _first_line_title(text)}
+
+
+def load_markdown(data: bytes, path: Path, warnings: list[str]) -> dict:
+    """Markdown: text whose front matter (a YAML block at the top) gives the title, publish date, authors, URL
+    and outlet; the block is cut off, so the text (and every span) is the body. Without a title there, the first
+    line (``# heading``) is the title."""
+    fields = load_text(data, path, warnings)
+    meta, body = split_front_matter(fields["text"], str(path), warnings)
+    if not body.strip():
+        raise SkipFile("no text after the front matter")
+    return {**meta, "text": body, "title": meta.get("title") or _first_line_title(body)}
 
 
 def load_html(data: bytes, path: Path, warnings: list[str]) -> dict:
@@ -119,12 +131,14 @@ def load_html(data: bytes, path: Path, warnings: list[str]) -> dict:
     if not text.strip():
         raise SkipFile("no main text found in the HTML page")
     title = (doc.title or "").strip() or _first_line_title(text)
+    # trafilatura reads <meta> tags and JSON-LD (a NewsArticle's datePublished, author names, publisher name)
     return {
         "text": text,
         "title": title,
-        "published": doc.date or "",
-        "author": doc.author or "",
+        "published": date_or_warn(doc.date or "", str(path), warnings),
+        "author": author_names(doc.author or "") or "",
         "url": doc.url or "",
+        "site": (doc.sitename or "").strip(),
     }
 
 
@@ -180,8 +194,8 @@ def _pdf_date(reader) -> str:
 
 LOADERS: dict[str, Callable[[bytes, Path, list[str]], dict]] = {
     ".txt": load_text,
-    ".md": load_text,
-    ".markdown": load_text,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
     ".html": load_html,
     ".htm": load_html,
     ".pdf": load_pdf,

@@ -24,6 +24,7 @@ class IngestReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (article id, id of the stored copy)
     skipped: list[SkippedFile] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    metadata_updated: list[str] = field(default_factory=list)  # unchanged files whose manifest metadata changed
     chunks_written: int = 0
     sentences_written: int = 0
     tokens_embedded: int = 0
@@ -37,13 +38,15 @@ class IngestReport:
         return (
             f"{self.seen} files seen, {len(self.added)} added, {len(self.updated)} updated, "
             f"{self.unchanged} unchanged, {len(self.duplicates)} duplicates, {len(self.skipped)} skipped, "
-            f"{len(self.pruned)} pruned, {self.chunks_written} chunks ({self.sentences_written} sentence vectors) "
-            f"written in {self.seconds:.1f} s"
+            f"{len(self.pruned)} pruned, {len(self.metadata_updated)} metadata updated, {self.chunks_written} chunks "
+            f"({self.sentences_written} sentence vectors) written in {self.seconds:.1f} s"
         )
 
     def changed(self) -> bool:
         """Whether the run changed the index (so other processes must rebuild what they derived from it)."""
-        return bool(self.added or self.updated or self.duplicates or self.pruned or self.repaired)
+        return bool(
+            self.added or self.updated or self.duplicates or self.pruned or self.metadata_updated or self.repaired
+        )
 
     def to_dict(self) -> dict:
         """A plain dict (JSON-ready)."""

@@ -224,13 +224,16 @@ def test_discover_lists_supported_files_once_and_reports_the_rest(tmp_path):
     from ingest.discovery import article_id_for, discover, folder_roots
 
     src = tmp_path / "src"
-    for name in ("a.txt", "sub/b.md", "sub/deeper/c.HTML", ".hidden/d.txt", ".e.txt", "f.pptx", "noext"):
+    for name in ("a.txt", "sub/b.md", "sub/deeper/c.HTML", ".hidden/d.txt", ".e.txt", "f.pptx", "noext",
+                 "manifest.jsonl", "sub/manifest.jsonl", "meta.jsonl"):
         write(src / name, "x")
     single = write(tmp_path / "single.pdf", b"%PDF")
-    found, skipped = discover([src, src / "a.txt", single, single, tmp_path / "missing"])
+    found, skipped = discover([src, src / "a.txt", single, single, tmp_path / "missing"],
+                              exclude={(src / "meta.jsonl").resolve()})
     assert [(file.relative_to(root).as_posix(), root) for file, root in found] == [
         ("a.txt", src), ("sub/b.md", src), ("sub/deeper/c.HTML", src), ("single.pdf", tmp_path),
     ]  # a file given by itself is rooted at its own folder; one reached twice is listed once
+    # Manifests in the folders and the one given for the run (``exclude``) are neither articles nor skipped.
     assert [(Path(s.path).name, s.reason) for s in skipped] == [
         ("f.pptx", "unsupported file type .pptx"), ("noext", "unsupported file type (none)"),
         ("missing", "path does not exist"),
@@ -500,6 +503,7 @@ def test_news_sample_ingests_every_format_with_duplicates_and_legacy_encoding(ne
     html = store.get_articles([HTML_ID], with_text=True)[HTML_ID]
     assert html.title == "Lumenar to build £840m chip plant in Bryndale" and html.author == "Siân Howell"
     assert html.published == "2024-05-14" and html.url.endswith("/2024/05/lumenar-bryndale-chip-plant")
+    assert html.site == "valleybusinesspost.example"  # no og:site_name: trafilatura names the site by its host
     assert "creating 1,200 jobs" in html.text and "Bryndale College" in html.text
     for dropped in ("Jobs board", "Subscribe today", "Share this story", "Email a friend", "Most read",
                     "Rugby club", "Privacy notice", "Manage cookies", "All rights reserved"):
