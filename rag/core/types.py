@@ -15,9 +15,10 @@ class ArticleMeta:
     source: str
     sha256: str
     format: str = ""
-    published: str = ""
-    author: str = ""
+    published: str = ""  # publish date, ISO 8601 (YYYY-MM-DD); "" when unknown
+    author: str = ""  # the authors' names, comma-separated
     url: str = ""
+    site: str = ""  # the outlet that published it (e.g. "cnn", "BBC News")
     page_starts: list[int] = field(default_factory=list)  # PDF: character offset where each page begins
 
 
@@ -43,6 +44,8 @@ class Passage:
     bm25_score: Optional[float] = None
     coverage: float = 0.0  # idf-weighted share of the question's terms in the passage (and its title)
     duplicates: list[str] = field(default_factory=list)  # article ids whose identical passage was collapsed
+    published: str = ""  # the article's publish date (ISO), "" when unknown
+    site: str = ""  # the article's outlet
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Citation:
     score: float
     page: int = 0
     passage_index: int = 0  # index into Answer.passages of the passage holding the quote
+    published: str = ""  # the article's publish date (ISO), "" when unknown
+    site: str = ""  # the article's outlet
 
 
 @dataclass
@@ -87,6 +92,8 @@ class Answer:
     retrieval_query: str = ""  # the standalone question actually used for retrieval (differs for follow-ups)
     evidence_score: float = 0.0
     llm_reply: Optional[str] = None  # the LLM's raw reply (LLM mode), kept for auditing what was checked
+    as_of: str = ""  # the date the question was answered as of (ISO): no article published later is used
+    time_scope: str = ""  # the publish dates the answer was drawn from, in words ("" when not narrowed)
 
     def to_dict(self) -> dict:
         """A plain dict (JSON-ready)."""

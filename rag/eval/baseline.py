@@ -65,5 +65,5 @@ def evaluate_baseline(pipeline, questions: Sequence, top_k: Optional[int] = None
         "system": "baseline", "mode": "top chunk", "top_k": top_k, "index": pipeline.settings.index_location,
         "embed_model": pipeline.settings.embed_model, "description": BASELINE_DESCRIPTION,
     }
-    return run_questions("baseline (vector)", questions, lambda q: baseline_answer(retriever, q, chunks),
+    return run_questions("baseline (vector)", questions, lambda q: baseline_answer(retriever, q.question, chunks),
                          pipeline.store, meta=meta, progress=progress)

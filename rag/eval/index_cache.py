@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 from rag.core.settings import PROJECT_ROOT, Settings
 
@@ -44,23 +45,29 @@ def code_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def index_key(corpus: Path, settings: Settings) -> str:
-    """The cache key of ``corpus`` indexed by this code with these settings: ``<folder name>-<hash>``."""
-    both = hashlib.sha256((corpus_fingerprint(corpus) + code_fingerprint(settings)).encode()).hexdigest()
-    return f"{corpus.name}-{both[:16]}"
+def index_key(corpus: Path, settings: Settings, manifest: Optional[Path] = None) -> str:
+    """The cache key of ``corpus`` (with its ``manifest``) indexed by this code with these settings:
+    ``<folder name>-<hash>``."""
+    parts = corpus_fingerprint(corpus) + code_fingerprint(settings)
+    if manifest is not None:
+        parts += hashlib.sha256(Path(manifest).read_bytes()).hexdigest()
+    return f"{corpus.name}-{hashlib.sha256(parts.encode()).hexdigest()[:16]}"
 
 
-def cached_index(corpus: Path, settings: Settings, *, progress: bool = True, embedder=None) -> Settings:
+def cached_index(
+    corpus: Path, settings: Settings, *, progress: bool = True, embedder=None, manifest: Optional[Path] = None
+) -> Settings:
     """Settings of an index of ``corpus``: the cached one if its key matches, else one built now and cached.
 
     ``settings`` supplies the embedding and chunking settings and ``eval_cache`` (where indexes are kept);
-    the returned Settings differ only in ``data_dir`` (embedded Chroma, never a server).
+    the returned Settings differ only in ``data_dir`` (embedded Chroma, never a server). ``manifest``: a
+    manifest of the corpus's publish dates and sources outside the folder (see ``python -m ingest --manifest``).
     """
     corpus = Path(corpus).resolve()
     if not corpus.is_dir():
         raise FileNotFoundError(f"no such corpus folder: {corpus}")
     cache = settings.eval_cache
-    target = cache / index_key(corpus, settings)
+    target = cache / index_key(corpus, settings, manifest)
     indexed = settings.model_copy(update={"data_dir": target, "chroma_path": None, "chroma_host": None})
     if (target / "complete").is_file():
         log.info("reusing the cached index of %s at %s", corpus, target)
@@ -72,7 +79,7 @@ def cached_index(corpus: Path, settings: Settings, *, progress: bool = True, emb
 
     build_settings = indexed.model_copy(update={"data_dir": building})
     services = open_services(build_settings, embedder=embedder)
-    report = services.ingestor.ingest([corpus], progress=progress)
+    report = services.ingestor.ingest([corpus], progress=progress, manifest=manifest)
     log.info("indexed %s: %s", corpus, report.summary())
     del services
     (building / "complete").write_text(report.summary() + "\n")

@@ -74,17 +74,18 @@ class _EvidenceSpans:
         return find_span(self.cache[question.article], question.evidence)
 
 
-def _answer_or_error(answer_fn: Callable[[str], Answer], question: EvalQuestion, mode: str):
+def _answer_or_error(answer_fn: Callable[[EvalQuestion], Answer], question: EvalQuestion, mode: str):
     """(answer, None), or an empty answer and the error when answering failed."""
     try:
-        return answer_fn(question.question), None
+        return answer_fn(question), None
     except RagError as exc:  # an LLM that fails on one question must not end the run
         log.warning("question %s failed: %s", question.id, exc)
         return Answer(question=question.question, text="", abstained=False, mode=mode), f"{type(exc).__name__}: {exc}"
 
 
 def run_questions(
-    name: str, questions: Sequence, answer_fn: Callable[[str], Answer], store, *, meta: dict, progress: bool
+    name: str, questions: Sequence, answer_fn: Callable[[EvalQuestion], Answer], store, *, meta: dict,
+    progress: bool,
 ) -> dict:
     """Ask every question through ``answer_fn`` and score the answers against the index ``store``: the report.
 
@@ -114,10 +115,11 @@ def run_questions(
 
 
 def evaluate(pipeline, questions: Sequence, *, mode: Optional[str] = None, top_k: Optional[int] = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, use_dates: bool = True) -> dict:
     """Ask every question through ``pipeline`` and score it; returns the report (JSON-ready dict).
 
-    ``questions``: EvalQuestion objects, dicts in the JSONL format or plain strings.
+    ``questions``: EvalQuestion objects, dicts in the JSONL format or plain strings. ``use_dates``: a question's
+    ``question_date`` is the date it is asked as of (``ask(as_of=...)``); False asks every question as of today.
     """
     settings = pipeline.settings
     mode = mode or settings.answer_mode
@@ -125,9 +127,10 @@ def evaluate(pipeline, questions: Sequence, *, mode: Optional[str] = None, top_k
     meta = {
         "system": "pipeline", "mode": mode, "top_k": top_k, "index": settings.index_location,
         "embed_model": settings.embed_model, "llm": settings.llm if mode == "llm" else None,
-        "abstain_threshold": settings.abstain_threshold,
+        "abstain_threshold": settings.abstain_threshold, "question_dates": use_dates,
     }
-    return run_questions(
-        f"pipeline ({mode})", questions, lambda q: pipeline.ask(q, top_k=top_k, mode=mode), pipeline.store,
-        meta=meta, progress=progress,
-    )
+
+    def answer(q: EvalQuestion) -> Answer:
+        return pipeline.ask(q.question, top_k=top_k, mode=mode, as_of=q.question_date if use_dates else None)
+
+    return run_questions(f"pipeline ({mode})", questions, answer, pipeline.store, meta=meta, progress=progress)

@@ -351,6 +351,7 @@ def extract_answer(
             n=i + 1, article_id=passages[c.passage_index].article_id, title=passages[c.passage_index].title,
             source=passages[c.passage_index].source, quote=c.text, start_char_idx=c.start, end_char_idx=c.end,
             score=round(c.score, 4), page=passages[c.passage_index].page, passage_index=c.passage_index,
+            published=passages[c.passage_index].published, site=passages[c.passage_index].site,
         )
         for i, c in enumerate(chosen)
     ]

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import date
+from typing import Iterable, Optional
+
+import numpy as np
 
 from rag.core.text import QUESTION_WORDS, WORD
-from rag.index.store import ChunkRecord
+from rag.index.store import ArticleRecord, ChunkRecord
+from rag.query.scope import Scope, published_date
 
 
 class Tokenizer:
@@ -37,11 +42,14 @@ class Tokenizer:
 
 
 class BM25Index:
-    """bm25s over the committed chunks of one index version, plus the document frequencies of its terms."""
+    """bm25s over the committed chunks of one index version, the document frequencies of its terms, and the
+    publish date and outlet of each article (what a question's scope filters on)."""
 
-    def __init__(self, rows: list[ChunkRecord], tokenizer: Tokenizer):
+    def __init__(self, rows: list[ChunkRecord], tokenizer: Tokenizer, articles: Iterable[ArticleRecord] = ()):
         import bm25s
 
+        self.published: dict[str, Optional[date]] = {r.article_id: published_date(r) for r in articles}
+        self.site: dict[str, str] = {r.article_id: r.site for r in articles}
         self.rows = rows
         self.tokenizer = tokenizer
         corpus = [tokenizer(f"{r.title} {r.text}") for r in rows]
@@ -59,6 +67,11 @@ class BM25Index:
         if rows:
             self.retriever.index(corpus, show_progress=False)
 
+    def published_text(self, article_id: str) -> str:
+        """The article's publish date as ISO text ("" when unknown)."""
+        day = self.published.get(article_id)
+        return day.isoformat() if day else ""
+
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency of a stemmed term (unknown terms get the maximum)."""
         return math.log(1 + (self.n_docs - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
@@ -73,11 +86,20 @@ class BM25Index:
         """Idf-weighted share of the (stemmed) question terms present in ``text_terms``."""
         return sum(w for t, w in self.question_weights(question_terms).items() if t in text_terms)
 
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(row index, score) of the best ``k`` chunks for ``query``."""
+    def search(self, query: str, k: int, allowed: Optional[np.ndarray] = None) -> list[tuple[int, float]]:
+        """(row index, score) of the best ``k`` chunks for ``query`` (among the rows where ``allowed`` is 1)."""
         tokens = [t for t in self.tokenizer(query) if t in self.df]
         if not tokens or not self.rows:
             return []
         k = min(k, len(self.rows))
-        ids, scores = self.retriever.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+        ids, scores = self.retriever.retrieve(
+            [tokens], k=k, show_progress=False, n_threads=1, weight_mask=allowed
+        )
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
+
+    def allowed_rows(self, scope: Scope) -> Optional[np.ndarray]:
+        """A 0/1 mask of the rows ``scope`` lets be cited, or None when it lets every row be."""
+        ok = {a: scope.allows(day, self.site.get(a, "")) for a, day in self.published.items()}
+        if all(ok.values()):
+            return None
+        return np.fromiter((ok.get(r.article_id, True) for r in self.rows), dtype=np.float32, count=len(self.rows))

@@ -144,5 +144,5 @@ def grounded_answer(answer: Answer, passage: Passage, origin: int, articles: dic
     answer.citations = [Citation(
         n=1, article_id=passage.article_id, title=passage.title, source=passage.source, quote=sentence,
         start_char_idx=g.sentence_start, end_char_idx=g.sentence_end, score=round(passage.score, 4),
-        page=passage.page, passage_index=origin,
+        page=passage.page, passage_index=origin, published=passage.published, site=passage.site,
     )]

@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, Optional, Union
 from rag.core.errors import InvalidQuestion, LLMError
 from rag.core.settings import MAX_TOP_K, Settings, get_settings
 from rag.core.text import NO_ANSWER
+from rag.core.timewords import DateLike
 from rag.core.types import Answer, Passage, Reading
 from rag.index.embedder import Embedder
 from rag.index.store import ArticleRecord, Store, chunk_id, chunk_is_current
@@ -26,6 +27,7 @@ from rag.query.conversation import History, condense
 from rag.query.llm_answer import LLMAnswerer
 from rag.query.rerank import Reranker
 from rag.query.retrieve import HybridRetriever
+from rag.query.scope import Scope, build_scope
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +90,34 @@ class Pipeline:
     # --- asking -------------------------------------------------------------------------------------
     def ask(
         self, question: str, *, top_k: Optional[int] = None, mode: Optional[str] = None,
-        history: Optional[History] = None,
+        history: Optional[History] = None, as_of: DateLike = None, since: DateLike = None,
+        until: DateLike = None, sources: Optional[Iterable[str]] = None,
     ) -> Answer:
-        """Answer ``question`` from the index (``history`` makes it a follow-up in a conversation)."""
+        """Answer ``question`` from the index (``history`` makes it a follow-up in a conversation).
+
+        ``as_of`` (default today): the date the question is asked as of; no article published later is cited
+        and time words ("this week") count back from it. ``since``/``until``: only articles published in
+        those dates; ``sources``: only articles of these outlets. Dates: ``date`` objects or ``YYYY-MM-DD``.
+        """
+        scope = dict(as_of=as_of, since=since, until=until, sources=sources)
         answer = None
-        for item in self._run(question, top_k=top_k, mode=mode, history=history, stream=False):
+        for item in self._run(question, top_k=top_k, mode=mode, history=history, stream=False, scope=scope):
             answer = item
         return answer
 
     def ask_stream(
         self, question: str, *, top_k: Optional[int] = None, mode: Optional[str] = None,
-        history: Optional[History] = None,
+        history: Optional[History] = None, as_of: DateLike = None, since: DateLike = None,
+        until: DateLike = None, sources: Optional[Iterable[str]] = None,
     ) -> Iterator[Union[Reading, str, Answer]]:
         """Yield, in LLM mode, a :class:`Reading` with the passages the model is given, then the answer's text
         as the model writes it, then the final checked ``Answer``.
 
-        In extractive mode the first and only delta is the whole answer text.
+        In extractive mode the first and only delta is the whole answer text. The scope arguments are those
+        of :meth:`ask`.
         """
-        return self._run(question, top_k=top_k, mode=mode, history=history, stream=True)
+        scope = dict(as_of=as_of, since=since, until=until, sources=sources)
+        return self._run(question, top_k=top_k, mode=mode, history=history, stream=True, scope=scope)
 
     def ask_many(self, questions: Iterable[str], *, workers: int = 1, **kwargs) -> list[Answer]:
         """Answers to many questions, in order (``workers`` > 1 answers them in parallel threads)."""
@@ -125,7 +137,7 @@ class Pipeline:
                         max_chars=self.settings.max_question_chars)
 
     # --- the stages ---------------------------------------------------------------------------------
-    def _run(self, question, *, top_k, mode, history, stream) -> Iterator[Union[Reading, str, Answer]]:
+    def _run(self, question, *, top_k, mode, history, stream, scope) -> Iterator[Union[Reading, str, Answer]]:
         started = time.perf_counter()
         question, notes = clean_question(question, self.settings.max_question_chars)
         mode = self._mode(mode)
@@ -134,7 +146,8 @@ class Pipeline:
         t0 = time.perf_counter()
         standalone = self.condense(question, history) if history else question
         timings["condense"] = time.perf_counter() - t0
-        evidence = self.retrieve(standalone, top_k, timings)
+        scope = build_scope(standalone, **scope)
+        evidence = self.retrieve(standalone, top_k, timings, scope)
         t0 = time.perf_counter()
         extractive = self.extract(standalone, evidence)
         timings["extract"] = time.perf_counter() - t0
@@ -142,6 +155,7 @@ class Pipeline:
             question=question, text=extractive.text, citations=extractive.citations, passages=evidence.passages,
             abstained=extractive.abstained, mode="extractive", timings=timings, notes=notes,
             retrieval_query=standalone, evidence_score=extractive.evidence_score,
+            as_of=scope.as_of.isoformat(), time_scope=scope.describe(),
         )
         if extractive.abstained:
             answer.abstain_reason = NO_ANSWER
@@ -162,17 +176,19 @@ class Pipeline:
             raise LLMError("LLM answer mode needs an LLM: set RAG_LLM to llamacpp, openai or ollama")
         return mode
 
-    def retrieve(self, question: str, top_k: int, timings: dict[str, float]) -> Evidence:
-        """The retrieve and rerank stages: the ``top_k`` best passages of current article versions."""
+    def retrieve(self, question: str, top_k: int, timings: dict[str, float], scope: Optional[Scope] = None) -> Evidence:
+        """The retrieve and rerank stages: the ``top_k`` best passages of current article versions that
+        ``scope`` lets be cited."""
         t0 = time.perf_counter()
         # One version check serves retrieval and sentence scoring. It runs before the encoder: right after it,
         # the encoder's threads still hold the CPU and this round trip to Chroma takes several times longer.
         bm25 = self.retriever.bm25()
         q_vec = self.embedder.embed_query(question)
         timings["embed"] = time.perf_counter() - t0
-        fused = self.retriever.retrieve(question, q_vec, bm25, max(top_k, self.settings.rerank_depth), timings)
+        depth = max(top_k, self.settings.rerank_depth)
+        fused = self.retriever.retrieve(question, q_vec, bm25, depth, timings, scope)
         t0 = time.perf_counter()
-        passages = self.reranker.rerank(question, q_vec, fused, bm25)[:top_k]
+        passages = self.reranker.rerank(question, q_vec, fused, bm25, scope)[:top_k]
         records = self.store.get_articles({p.article_id for p in passages}, with_text=True)
         # An article deleted or replaced since retrieval must not be quoted at stale offsets.
         passages = [p for p in passages if p.article_id in records and chunk_is_current(p.chunk_id, records[p.article_id])]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from rag.core.sentences import sentence_spans
@@ -77,13 +77,13 @@ def reader_windows(
         for k, (w, origin) in enumerate(windows):
             if w.article_id == c.article_id and start <= w.end_char_idx and end >= w.start_char_idx:
                 lo, hi = min(start, w.start_char_idx), max(end, w.end_char_idx)
-                windows[k] = (Passage(w.chunk_id, w.article_id, w.title, w.source, text[lo:hi], lo, hi, w.score,
-                                      page=w.page), origin)
+                windows[k] = (replace(w, text=text[lo:hi], start_char_idx=lo, end_char_idx=hi), origin)
                 merged = True
                 break
         if not merged:
-            windows.append((Passage(source.chunk_id, c.article_id, source.title, source.source, text[start:end],
-                                    start, end, round(c.score, 4), page=source.page), c.passage_index))
+            window = replace(source, text=text[start:end], start_char_idx=start, end_char_idx=end,
+                             score=round(c.score, 4), dense_score=None, bm25_score=None, coverage=0.0, duplicates=[])
+            windows.append((window, c.passage_index))
     return windows
 
 

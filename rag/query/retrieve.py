@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
 from typing import Optional
 
+import numpy as np
+
 from rag.core.settings import Settings
 from rag.core.types import Passage
 from rag.index.store import ChunkRecord, Store
 from rag.query.bm25 import BM25Index, Tokenizer
+from rag.query.scope import Scope
 
 log = logging.getLogger(__name__)
+
+MAX_FILTERED_FETCH = 4000  # the most neighbours a filtered dense search asks Chroma for
 
 
 class HybridRetriever:
@@ -44,7 +50,9 @@ class HybridRetriever:
         with self._lock:
             if self._bm25 is None or version != self._version:
                 started = time.perf_counter()
-                self._bm25 = BM25Index(self.store.committed_chunks(), self.tokenizer)
+                records = self.store.all_articles()
+                committed = [r for r in records if not r.duplicate_of]
+                self._bm25 = BM25Index(self.store.committed_chunks(records), self.tokenizer, committed)
                 self._version = version
                 log.info("BM25 index rebuilt: %d chunks in %.2f s", len(self._bm25.rows), time.perf_counter() - started)
         return self._bm25
@@ -52,9 +60,10 @@ class HybridRetriever:
     # --- retrieval ----------------------------------------------------------------------------------
     def retrieve(
         self, query: str, query_embedding: list[float], bm25: BM25Index, depth: int,
-        timings: Optional[dict[str, float]] = None,
+        timings: Optional[dict[str, float]] = None, scope: Optional[Scope] = None,
     ) -> list[Passage]:
-        """The ``depth`` best fused candidates for ``query``, near-duplicates collapsed (for reranking).
+        """The ``depth`` best fused candidates for ``query``, near-duplicates collapsed (for reranking), among
+        the articles ``scope`` lets be cited.
 
         ``bm25``: the index of the current version (see :meth:`bm25`); ``timings`` gets the seconds of the
         dense, BM25 and fusion steps.
@@ -62,22 +71,39 @@ class HybridRetriever:
         timings = {} if timings is None else timings
         n = max(self.settings.candidates, depth)
         t0 = time.perf_counter()
-        dense = self._dense(query_embedding, n, bm25)
+        allowed = bm25.allowed_rows(scope) if scope is not None else None
+        dense = self._dense(query_embedding, n, bm25, allowed)
         t1 = time.perf_counter()
-        sparse = [(bm25.rows[i], s) for i, s in bm25.search(query, n)]
+        sparse = [(bm25.rows[i], s) for i, s in bm25.search(query, n, allowed)]
         t2 = time.perf_counter()
-        fused = self._fuse(dense, sparse, depth)
+        fused = self._fuse(dense, sparse, depth, bm25)
         timings.update(dense=t1 - t0, bm25=t2 - t1, fuse=time.perf_counter() - t2)
         return fused
 
-    def _dense(self, embedding: list[float], n: int, bm25: BM25Index) -> list[tuple[ChunkRecord, float]]:
+    def _dense(
+        self, embedding: list[float], n: int, bm25: BM25Index, allowed: Optional[np.ndarray] = None
+    ) -> list[tuple[ChunkRecord, float]]:
         """The ``n`` nearest chunks among those committed in ``bm25``'s index version (their texts are already
-        in memory; other chunks are not used)."""
-        nearest = self.store.dense_query(embedding, min(n, len(bm25.rows)))
-        return [(bm25.row_of[i], similarity) for i, similarity in nearest if i in bm25.row_of]
+        in memory; other chunks are not used) and, given ``allowed`` (a 0/1 mask of its rows), allowed.
+
+        A filtered search asks Chroma for proportionally more neighbours and keeps the allowed ones: the
+        filter is on article records held in memory, which Chroma's metadata filter would need copied onto
+        every chunk (and rewritten when a manifest changes a date).
+        """
+        if allowed is None:
+            nearest = self.store.dense_query(embedding, min(n, len(bm25.rows)))
+            return [(bm25.row_of[i], similarity) for i, similarity in nearest if i in bm25.row_of]
+        kept = int(allowed.sum())
+        if kept == 0:
+            return []
+        fetch = min(len(bm25.rows), MAX_FILTERED_FETCH, math.ceil(n * len(bm25.rows) / kept))
+        ok = {r.chunk_id for r, a in zip(bm25.rows, allowed) if a}
+        nearest = self.store.dense_query(embedding, fetch)
+        return [(bm25.row_of[i], similarity) for i, similarity in nearest if i in ok][:n]
 
     def _fuse(
-        self, dense: list[tuple[ChunkRecord, float]], sparse: list[tuple[ChunkRecord, float]], top_k: int
+        self, dense: list[tuple[ChunkRecord, float]], sparse: list[tuple[ChunkRecord, float]], top_k: int,
+        bm25: BM25Index,
     ) -> list[Passage]:
         """Reciprocal rank fusion of the two rankings; a passage equal to a better one is collapsed into it."""
         # Both lists hold only chunks committed in the BM25 index's version (see _dense).
@@ -107,6 +133,8 @@ class HybridRetriever:
                 end_char_idx=row.end,
                 score=round(entry["rrf"], 6),
                 page=row.page,
+                published=bm25.published_text(row.article_id),
+                site=bm25.site.get(row.article_id, ""),
                 dense_score=None if entry["dense"] is None else round(entry["dense"], 4),
                 bm25_score=None if entry["bm25"] is None else round(entry["bm25"], 4),
             )

@@ -1,0 +1,95 @@
+"""The time and source scope of a question: what may be cited (hard filters) and what is preferred.
+
+- Never cited: articles published after ``as_of`` (default: today), before ``since`` or after ``until``, or
+  from outlets outside ``sources``. An article without a publish date is kept for ``as_of`` (nothing says it
+  is later) but not under an explicit ``since``/``until`` (nothing says it is inside).
+- Preferred: articles published in the window of the question's time words ("this week": the 8 days up to
+  ``as_of``), and otherwise recent ones: news questions are about recent news. A preference scales a
+  passage's rerank score relative to the best-placed candidate, so it reorders candidates without moving the
+  evidence scale the abstention thresholds were fitted on when all candidates are alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Iterable, Optional
+
+from rag.core.calibration import OUT_OF_WINDOW_WEIGHT, RECENT_DAYS, STALE_WEIGHT
+from rag.core.errors import InvalidQuestion
+from rag.core.timewords import DateLike, Window, parse_date, question_window
+from rag.index.store import ArticleRecord
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Filters and preferences of one question (see the module docstring)."""
+
+    as_of: date
+    since: Optional[date] = None
+    until: Optional[date] = None
+    sources: frozenset[str] = field(default_factory=frozenset)  # outlet names, lower-cased; empty: all
+    window: Optional[Window] = None  # what the question's time words point to
+
+    def allows(self, published: Optional[date], site: str) -> bool:
+        """Whether an article published on ``published`` (None: unknown) by ``site`` may be cited."""
+        if self.sources and site.lower() not in self.sources:
+            return False
+        if published is None:
+            return self.since is None and self.until is None
+        if published > self.as_of:
+            return False
+        return (self.since is None or published >= self.since) and (self.until is None or published <= self.until)
+
+    @property
+    def filters(self) -> bool:
+        """Whether anything narrows what may be cited beyond "not after as_of"."""
+        return bool(self.sources) or self.since is not None or self.until is not None
+
+    def preference(self, published: Optional[date]) -> float:
+        """How much this scope prefers an article published on ``published``: 1.0 when in the window (or recent,
+        without one) or undated, less otherwise."""
+        if published is None:
+            return 1.0
+        if self.window is not None:
+            return 1.0 if published in self.window else OUT_OF_WINDOW_WEIGHT
+        return 1.0 if self.as_of - published <= timedelta(days=RECENT_DAYS) else STALE_WEIGHT
+
+    def describe(self) -> str:
+        """The scope in words, for the answer ("" when nothing narrows or prefers)."""
+        parts = []
+        if self.window is not None:
+            parts.append(f"preferring articles published {self.window.start} to {self.window.end} "
+                         f"(\u201c{self.window.words}\u201d)")
+        if self.since or self.until:
+            parts.append(f"published {self.since or '…'} to {self.until or self.as_of}")
+        if self.sources:
+            parts.append("from " + ", ".join(sorted(self.sources)))
+        return "; ".join(parts)
+
+
+def build_scope(
+    question: str, as_of: DateLike = None, since: DateLike = None, until: DateLike = None,
+    sources: Optional[Iterable[str]] = None,
+) -> Scope:
+    """The scope of ``question`` asked as of ``as_of`` (default today), with optional explicit filters.
+
+    Raises InvalidQuestion for a date that cannot be read or a ``since`` after ``until``.
+    """
+    try:
+        day = parse_date(as_of) or date.today()
+        since_day, until_day = parse_date(since), parse_date(until)
+    except ValueError as exc:
+        raise InvalidQuestion(str(exc)) from exc
+    if since_day and until_day and since_day > until_day:
+        raise InvalidQuestion(f"since ({since_day}) is after until ({until_day})")
+    names = frozenset(s.strip().lower() for s in (sources or []) if s and s.strip())
+    return Scope(day, since_day, until_day, names, question_window(question, day))
+
+
+def published_date(record: ArticleRecord) -> Optional[date]:
+    """``record``'s publish date (None when unknown)."""
+    try:
+        return parse_date(record.published)
+    except ValueError:  # ingestion stores ISO dates only; anything else counts as undated
+        return None
