@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,12 +26,12 @@ from rag.core.settings import Settings, get_settings
 from rag.core.types import Reading
 from rag.llm import resolve_gguf
 from rag.web import static_text
-from rag.web.library import COLUMNS, Library
+from rag.web.library import COLUMNS, NEWEST_INGESTED, ORDERS, Library
 from rag.web.render import (
     EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, answer_message, article_count_html, error_message, evidence_html,
     pending_message, public_url, question_message, settings_html, streaming_message, upload_status_html,
 )
-from rag.web.turns import answer_turn, open_reference, reading_turn
+from rag.web.turns import answer_turn, ask_options, open_reference, reading_turn
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,12 @@ class AskCallbacks:
         self.pipeline = services.pipeline
         self.store = services.store
 
-    def respond(self, question, chat, history, answers, mode, top_k):
-        """Stream an answer into the chat (a generator: Gradio shows each yield)."""
+    def respond(self, question, chat, history, answers, mode, top_k, as_of="", since="", until="", sources=None):
+        """Stream an answer into the chat (a generator: Gradio shows each yield).
+
+        ``as_of``, ``since``, ``until`` (YYYY-MM-DD, empty: none) and ``sources`` (outlets) narrow what it cites.
+        """
+        options = ask_options(mode, top_k, as_of, since, until, sources)
         chat, history, answers = list(chat or []), list(history or []), list(answers or [])
         question = question if isinstance(question, str) else ""
         if not question.strip():
@@ -80,7 +85,7 @@ class AskCallbacks:
         chat.append(_assistant(pending_message("Searching the articles…")))
         yield "", chat, history, answers, gr.skip(), gr.skip()
         try:
-            answer = yield from self._stream(question, chat, history, mode, top_k, turn)
+            answer = yield from self._stream(question, chat, history, turn, options)
         except RagError as exc:  # messages meant for people, shown as they are
             chat[-1] = _assistant(error_message(str(exc)))
             yield question, chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()  # the question back, to retry
@@ -94,16 +99,13 @@ class AskCallbacks:
         turn_data = answer_turn(answer, self.store)
         answers.append(turn_data)
         history.append((answer.question, answer.text))
-        chat[-1] = _assistant(answer_message(turn_data["answer"], turn))
+        chat[-1] = _assistant(answer_message(turn_data["answer"], turn, answer.as_of if options["as_of"] else ""))
         yield gr.skip(), chat, history, answers, evidence_html(turn_data, turn), VIEWER_PLACEHOLDER
 
-    def _stream(self, question, chat, history, mode, top_k, turn):
+    def _stream(self, question, chat, history, turn, options):
         """Yield the chat as the answer streams in (and the evidence an LLM reads); return the Answer."""
         streamed, answer = "", None
-        stream = self.pipeline.ask_stream(
-            question, history=history, mode=mode or None, top_k=int(top_k) if top_k else None
-        )
-        for item in stream:
+        for item in self.pipeline.ask_stream(question, history=history, **options):
             if isinstance(item, str):
                 streamed += item
                 chat[-1] = _assistant(streaming_message(streamed))
@@ -129,10 +131,12 @@ class AskCallbacks:
         """Empty chat, history and evidence: the state of a fresh page."""
         return [], [], [], EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, ""
 
-    def api_ask(self, question: str, mode: str = "", top_k: float = 0, history: str = "[]") -> tuple[str, str]:
+    def api_ask(self, question: str, mode: str = "", top_k: float = 0, history: str = "[]", as_of: str = "",
+                since: str = "", until: str = "", sources: str = "") -> tuple[str, str]:
         """Answer a question: the answer text (with [n] markers) and the whole Answer as JSON.
 
-        ``history`` is a JSON list of [question, answer] pairs for follow-up questions.
+        ``history`` is a JSON list of [question, answer] pairs for follow-up questions. ``as_of`` (default
+        today), ``since`` and ``until`` are dates (YYYY-MM-DD); ``sources``: outlet names, comma-separated.
         """
         try:
             turns = json.loads(history or "[]")
@@ -140,8 +144,8 @@ class AskCallbacks:
         except (ValueError, TypeError) as exc:
             raise gr.Error("history must be a JSON list of [question, answer] pairs") from exc
         try:
-            answer = self.pipeline.ask(question, history=turns or None, mode=mode or None,
-                                       top_k=int(top_k) if top_k else None)
+            options = ask_options(mode, top_k, as_of, since, until, sources)
+            answer = self.pipeline.ask(question, history=turns or None, **options)
         except RagError as exc:
             raise gr.Error(str(exc)) from exc
         return answer.text, answer.to_json()
@@ -153,36 +157,37 @@ class LibraryCallbacks:
     def __init__(self, services: Services):
         self.library = Library(services, ACCEPTED_SUFFIXES)
 
-    def article_views(self, query: str = ""):
-        """The article table, the delete menu and the count line, filtered by ``query``."""
+    def article_views(self, query: str = "", order: str = NEWEST_INGESTED):
+        """The article table (filtered by ``query``, in ``order``), the delete menu, the count line, and the
+        Ask tab's source choices (every indexed outlet)."""
         import pandas as pd
 
         query = query or ""
-        rows, choices, (total, matching, shown) = self.library.listing(query)
-        frame = pd.DataFrame(rows, columns=list(COLUMNS))
-        return frame, gr.update(choices=choices, value=None), article_count_html(total, query, matching, shown)
+        listing = self.library.listing(query, order)
+        frame = pd.DataFrame(listing.rows, columns=list(COLUMNS))
+        count = article_count_html(listing.total, query, listing.matching, listing.shown,
+                                   "" if order == NEWEST_INGESTED else (order or "").lower())
+        return frame, gr.update(choices=listing.choices, value=None), count, gr.update(choices=listing.sites)
 
-    def upload(self, files, query, progress=gr.Progress()):
+    def upload(self, files, query, order=NEWEST_INGESTED, progress=gr.Progress()):
         """Check uploads, copy the accepted ones into <data_dir>/uploads and ingest them."""
         files = [f for f in (files or []) if f]
         if not files:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         named = []
         for f in files:
             path = Path(getattr(f, "name", f))
             named.append((path, getattr(f, "orig_name", None) or path.name))
         status = upload_status_html(self.library.upload(named, progress))
-        frame, menu, count = self.article_views(query)
-        return status, None, frame, menu, count
+        return status, None, *self.article_views(query, order)
 
-    def delete(self, article_id, query):
+    def delete(self, article_id, query, order=NEWEST_INGESTED):
         """Delete one article (and its copy in the uploads folder, if it was uploaded)."""
         if not article_id:
             message = '<p class="notes" role="status">Nothing deleted: choose an article first.</p>'
-            return message, gr.skip(), gr.skip(), gr.skip()
+            return message, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         message = self.library.delete(article_id)
-        frame, menu, count = self.article_views(query)
-        return message, frame, menu, count
+        return message, *self.article_views(query, order)
 
     @staticmethod
     def select_row(evt: gr.SelectData):
@@ -193,7 +198,8 @@ class LibraryCallbacks:
         return gr.skip()
 
     def api_articles(self) -> str:
-        """Every indexed article (id, title, source, chunks, ingested_at, duplicate_of) as JSON."""
+        """Every indexed article (id, title, source, url, published, site, author, chunks, ingested_at,
+        duplicate_of) as JSON."""
         return self.library.articles_json()
 
 
@@ -219,12 +225,29 @@ def _ask_tab() -> SimpleNamespace:
                                      min_width=160, scale=0)
                 gr.HTML('<p class="hint">Enter sends · Shift+Enter adds a line · follow-up questions '
                         "use the conversation so far</p>", elem_id="hint")
+            scope = _scope_controls()
         with gr.Column(scale=5, min_width=300):
             # Clicks on citation cards and [n] markers become one event of this panel (static/cite-links.js).
             evidence = gr.HTML(EVIDENCE_PLACEHOLDER, elem_id="evidence", js_on_load=static_text("cite-links.js"))
             viewer = gr.HTML(VIEWER_PLACEHOLDER, elem_id="article-viewer")
     return SimpleNamespace(chatbot=chatbot, question=question, send=send, new_chat=new_chat, evidence=evidence,
-                           viewer=viewer)
+                           viewer=viewer, **vars(scope))
+
+
+def _scope_controls() -> SimpleNamespace:
+    """The as-of date, the publish-date range and the outlets a question is answered from (all optional)."""
+    def date_box(label: str, elem_id: str, placeholder: str, info: str):
+        return gr.Textbox(label=label, placeholder=placeholder, elem_id=elem_id, info=info, lines=1, max_lines=1,
+                          min_width=130)
+
+    with gr.Accordion("Time and sources", open=False, elem_id="scope"):
+        with gr.Row():
+            as_of = date_box("As of", "as-of", date.today().isoformat(), "nothing published later is cited")
+            since = date_box("Published since", "since", "YYYY-MM-DD", "optional")
+            until = date_box("Published until", "until", "YYYY-MM-DD", "optional")
+        sources = gr.Dropdown(label="Sources", choices=[], value=[], multiselect=True, allow_custom_value=True,
+                              elem_id="sources", info="only these outlets (none chosen: all)")
+    return SimpleNamespace(as_of=as_of, since=since, until=until, sources=sources)
 
 
 def _articles_tab(settings: Settings) -> SimpleNamespace:
@@ -235,20 +258,23 @@ def _articles_tab(settings: Settings) -> SimpleNamespace:
     )
     upload_status = gr.HTML("", elem_id="upload-status")
     with gr.Row():
-        search = gr.Textbox(label="Search articles", placeholder="Title, source or ID",
+        search = gr.Textbox(label="Search articles", placeholder="Title, source, outlet or ID",
                             elem_id="article-search", scale=3, min_width=200)
+        order = gr.Dropdown(list(ORDERS), value=NEWEST_INGESTED, label="Sort by", elem_id="article-order",
+                            scale=1, min_width=160)
     count = gr.HTML("", elem_id="article-count-box")
     table = gr.Dataframe(
-        headers=list(COLUMNS), interactive=False, wrap=True, column_widths=["34%", "22%", "10%", "16%", "18%"],
-        elem_id="article-list", max_height=420, label="Indexed articles",
+        headers=list(COLUMNS), interactive=False, wrap=True, elem_id="article-list", max_height=420,
+        column_widths=["26%", "11%", "11%", "16%", "8%", "12%", "16%"], label="Indexed articles",
     )
     with gr.Row():
         to_delete = gr.Dropdown(label="Article to delete", choices=[], elem_id="delete-choice",
                                 scale=4, min_width=200, filterable=True)
         delete_btn = gr.Button("Delete article", variant="stop", elem_id="delete", scale=1, min_width=140)
     delete_status = gr.HTML("", elem_id="delete-status")
-    return SimpleNamespace(upload_files=upload_files, upload_status=upload_status, search=search, count=count,
-                           table=table, to_delete=to_delete, delete_btn=delete_btn, delete_status=delete_status)
+    return SimpleNamespace(upload_files=upload_files, upload_status=upload_status, search=search, order=order,
+                           count=count, table=table, to_delete=to_delete, delete_btn=delete_btn,
+                           delete_status=delete_status)
 
 
 def _settings_tab(settings: Settings, library: Library) -> SimpleNamespace:
@@ -276,7 +302,8 @@ def _settings_tab(settings: Settings, library: Library) -> SimpleNamespace:
 def _wire_ask(ask: AskCallbacks, ui: SimpleNamespace, options: SimpleNamespace, history, answers,
               settings: Settings) -> None:
     """Questions (with the settings tab's ``options``), new conversations and reference clicks."""
-    ask_inputs = [ui.question, ui.chatbot, history, answers, options.mode, options.top_k]
+    ask_inputs = [ui.question, ui.chatbot, history, answers, options.mode, options.top_k, ui.as_of, ui.since,
+                  ui.until, ui.sources]
     ask_outputs = [ui.question, ui.chatbot, history, answers, ui.evidence, ui.viewer]
     for trigger in (ui.question.submit, ui.send.click):
         trigger(ask.respond, ask_inputs, ask_outputs, api_visibility="private",
@@ -289,19 +316,19 @@ def _wire_ask(ask: AskCallbacks, ui: SimpleNamespace, options: SimpleNamespace, 
                                                    api_visibility="private")
 
 
-def _wire_articles(library: LibraryCallbacks, ui: SimpleNamespace, articles_tab, demo: gr.Blocks) -> None:
-    """Uploads, search, deletion (one write at a time) and refreshing the list."""
-    views = [ui.table, ui.to_delete, ui.count]
-    ui.upload_files.upload(library.upload, [ui.upload_files, ui.search], [ui.upload_status, ui.upload_files, *views],
+def _wire_articles(library: LibraryCallbacks, ui: SimpleNamespace, articles_tab, sources, demo: gr.Blocks) -> None:
+    """Uploads, search, sorting, deletion (one write at a time) and refreshing the list (and the Ask tab's
+    ``sources`` choices with it)."""
+    views, listed = [ui.table, ui.to_delete, ui.count, sources], [ui.search, ui.order]
+    ui.upload_files.upload(library.upload, [ui.upload_files, *listed], [ui.upload_status, ui.upload_files, *views],
                            api_visibility="private", show_progress_on=[ui.upload_status], concurrency_id="write",
                            concurrency_limit=1)
-    ui.search.change(library.article_views, [ui.search], views, api_visibility="private", show_progress="hidden")
-    articles_tab.select(library.article_views, [ui.search], views, api_visibility="private", show_progress="hidden")
-    ui.delete_btn.click(library.delete, [ui.to_delete, ui.search], [ui.delete_status, *views],
+    for trigger in (ui.search.change, ui.order.change, articles_tab.select, demo.load):
+        trigger(library.article_views, listed, views, api_visibility="private", show_progress="hidden")
+    ui.delete_btn.click(library.delete, [ui.to_delete, *listed], [ui.delete_status, *views],
                         api_visibility="private", js=static_text("confirm-delete.js"), concurrency_id="write",
                         concurrency_limit=1)
     ui.table.select(library.select_row, None, [ui.to_delete], api_visibility="private", show_progress="hidden")
-    demo.load(library.article_views, [ui.search], views, api_visibility="private", show_progress="hidden")
 
 
 def build_app(services: Services) -> gr.Blocks:
@@ -324,7 +351,10 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Settings", id="settings"):
                 settings_ui = _settings_tab(settings, library.library)
         _wire_ask(ask, ask_ui, settings_ui, history, answers, settings)
-        _wire_articles(library, articles_ui, articles_tab, demo)
+        _wire_articles(library, articles_ui, articles_tab, ask_ui.sources, demo)
+        # The as-of placeholder says the date a blank field means, on the day the page is opened.
+        demo.load(lambda: gr.update(placeholder=date.today().isoformat()), None, [ask_ui.as_of],
+                  api_visibility="private", queue=False)
         gr.api(ask.api_ask, api_name="ask", concurrency_limit=settings.ui_concurrency)
         gr.api(library.api_articles, api_name="articles")
     return demo

@@ -1,6 +1,7 @@
 """CLI.
 
     python -m rag ask "question" [--json] [--mode extractive|llm] [--top-k N] [--index PATH]
+                      [--as-of DATE] [--since DATE] [--until DATE] [--source NAME]...
     python -m rag eval QA.jsonl|QA.csv [--out report.json] [--mode extractive|llm] [--top-k N] [--limit N]
                        [--index PATH | --corpus DIR [--no-cache]] [--baseline] [--quiet]
     python -m rag eval --compare a.json b.json
@@ -91,20 +92,27 @@ def _check_mode(pipeline, mode: Optional[str]) -> None:
 # --- ask ------------------------------------------------------------------------------------------------------
 
 
-def format_answer(answer) -> str:
-    """An Answer for the terminal: the text, numbered citations with their quotes, then notes."""
-    lines = [answer.text, ""]
+def _byline(item) -> str:
+    """" · outlet · date" of a citation or passage, for what is known of them ("" when nothing is)."""
+    return "".join(f" \u00b7 {part}" for part in (item.site, item.published) if part)
+
+
+def format_answer(answer, as_of_given: bool = False) -> str:
+    """An Answer for the terminal: the text, what it was drawn from (the as-of date when ``as_of_given``, the
+    time scope when narrowed), numbered citations with their outlets, dates and quotes, then notes."""
+    scope = ([f"as of {answer.as_of}"] if as_of_given else []) + ([answer.time_scope] if answer.time_scope else [])
+    lines = [answer.text] + (["scope: " + "; ".join(scope)] if scope else []) + [""]
     if answer.citations:
         lines.append("Citations:")
         for c in answer.citations:
-            lines.append(f"[{c.n}] {c.title or c.article_id} ({c.source or c.article_id})")
+            lines.append(f"[{c.n}] {c.title or c.article_id} ({c.source or c.article_id}){_byline(c)}")
             quote = " ".join(c.quote.split())
             lines += textwrap.wrap(f"\u201c{quote}\u201d", width=WRAP_WIDTH, initial_indent="    ",
                                    subsequent_indent="    ")
     elif answer.passages:
         lines.append("Related passages (they do not answer the question):")
         for i, p in enumerate(answer.passages[:RELATED_SHOWN], start=1):
-            lines.append(f"({i}) {p.title or p.article_id} ({p.source or p.article_id})")
+            lines.append(f"({i}) {p.title or p.article_id} ({p.source or p.article_id}){_byline(p)}")
             text = " ".join(p.text.split())
             text = text if len(text) <= RELATED_CHARS else text[: RELATED_CHARS - 3] + "..."
             lines += textwrap.wrap(text, width=WRAP_WIDTH, initial_indent="    ", subsequent_indent="    ")
@@ -118,7 +126,7 @@ def format_answer(answer) -> str:
 
 
 def cmd_ask(args) -> int:
-    """``ask``: answer one question and print it (or its JSON)."""
+    """``ask``: answer one question (as of a date, from some outlets) and print it (or its JSON)."""
     from rag.core.errors import InvalidQuestion, LLMError
 
     question = " ".join(args.question or [])
@@ -137,10 +145,11 @@ def cmd_ask(args) -> int:
             raise CliError(f"cannot open the index: {exc}") from exc
     _check_mode(pipeline, args.mode)
     try:
-        answer = pipeline.ask(question, top_k=args.top_k, mode=args.mode)
-    except (InvalidQuestion, LLMError) as exc:
+        answer = pipeline.ask(question, top_k=args.top_k, mode=args.mode, as_of=args.as_of, since=args.since,
+                              until=args.until, sources=args.sources)
+    except (InvalidQuestion, LLMError) as exc:  # a bad date too: one line
         raise CliError(str(exc)) from exc
-    print(answer.to_json(indent=2) if args.json else format_answer(answer))
+    print(answer.to_json(indent=2) if args.json else format_answer(answer, as_of_given=bool(args.as_of)))
     return 0
 
 
@@ -190,14 +199,14 @@ def _eval_services(args, stack: contextlib.ExitStack):
     if args.corpus and not args.no_cache:
         from rag.eval.index_cache import cached_index
 
-        settings = cached_index(Path(args.corpus), get_settings(), progress=not args.quiet)
+        settings = cached_index(Path(args.corpus), get_settings(), progress=not args.quiet, manifest=args.manifest)
         print(f"index of {args.corpus}: {settings.data_dir} (cached, keyed by the corpus and the ingestion code)",
               file=sys.stderr)
         return _open_services(settings)
     if args.corpus:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
         services = _open_services(get_settings(data_dir=Path(tmp), chroma_host=None))
-        report = services.ingestor.ingest([args.corpus], progress=not args.quiet)
+        report = services.ingestor.ingest([args.corpus], progress=not args.quiet, manifest=args.manifest)
         print(f"temporary index of {args.corpus}: {report.summary()}", file=sys.stderr)
         return services
     services = _open_services(_index_settings(args.index))
@@ -214,7 +223,8 @@ def _run_eval(args, services, questions: list, problems: list[str]) -> tuple[dic
     _check_not_empty(services)
     _check_mode(pipeline, args.mode)
     pipeline.warm_up()  # BM25 build and first encoder call stay out of the first question's timings
-    result = ev.evaluate(pipeline, questions, mode=args.mode, top_k=args.top_k, progress=not args.quiet)
+    result = ev.evaluate(pipeline, questions, mode=args.mode, top_k=args.top_k, progress=not args.quiet,
+                         use_dates=not args.no_dates)
     result["meta"]["questions_file"] = str(args.questions)
     result["meta"]["load_problems"] = problems
     if args.corpus:
@@ -322,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--mode", choices=["extractive", "llm"], help="answer mode (default: RAG_ANSWER_MODE)")
     ask.add_argument("--top-k", type=_positive, help="passages to retrieve (default: RAG_TOP_K)")
     ask.add_argument("--index", metavar="PATH", help="data folder (or Chroma folder) of the index to use")
+    ask.add_argument("--as-of", metavar="DATE", help="answer as of this date (YYYY-MM-DD; default: today): "
+                     "nothing published later is cited")
+    ask.add_argument("--since", metavar="DATE", help="cite only articles published on or after DATE")
+    ask.add_argument("--until", metavar="DATE", help="cite only articles published on or before DATE")
+    ask.add_argument("--source", dest="sources", metavar="NAME", action="append",
+                     help="cite only articles of this outlet (repeat for several)")
 
     ev = sub.add_parser("eval", help="evaluate against gold questions, or compare two reports")
     ev.add_argument("questions", nargs="?", help="questions: JSONL or CSV (question,answer columns)")
@@ -334,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--corpus", metavar="DIR", help="evaluate on an index of DIR, built once and cached "
                        "(RAG_EVAL_CACHE) until DIR or the ingestion code changes")
     ev.add_argument("--no-cache", action="store_true", help="with --corpus: build a temporary index instead")
+    ev.add_argument("--manifest", metavar="FILE", type=Path,
+                    help="with --corpus: the corpus's manifest of publish dates and sources (JSON Lines)")
+    ev.add_argument("--no-dates", action="store_true",
+                    help="ask every question as of today, ignoring the questions' question_date")
     ev.add_argument("--baseline", action="store_true",
                     help="also evaluate a plain LlamaIndex vector retriever over the same index")
     ev.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved reports side by side")

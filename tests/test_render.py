@@ -9,13 +9,17 @@ import pytest
 
 from rag.app import ACCEPTED_SUFFIXES
 from rag.core.text import NO_ANSWER
+from rag.index.store import ArticleRecord
 from rag.web import static_text
-from rag.web.library import check_upload_name
-from rag.web.render import (
-    MAX_RELATED, answer_message, article_count_html, evidence_html, page_of, panel_notes, public_url, source_html,
-    upload_status_html, viewer_html,
+from rag.web.library import (
+    BY_SITE, BY_TITLE, NEWEST_INGESTED, NEWEST_PUBLISHED, OLDEST_PUBLISHED, check_upload_name, distinct_sites,
+    sort_records,
 )
-from rag.web.turns import open_reference
+from rag.web.render import (
+    MAX_RELATED, answer_message, article_count_html, byline, evidence_html, page_of, panel_notes, public_url,
+    scope_note, source_html, upload_status_html, viewer_html,
+)
+from rag.web.turns import ask_options, open_reference
 
 EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)>'
 
@@ -129,6 +133,60 @@ def test_sources_pages_and_links():
     assert [page_of(o, [0, 100, 250]) for o in (0, 99, 100, 300)] == [1, 1, 2, 3] and page_of(5, []) == 0
 
 
+def test_outlet_and_date_on_every_card_and_the_scope_under_the_answer():
+    text = "Alpha rose. Beta fell."
+    dated = {**_citation(1, text, "Alpha rose."), "site": "cnn", "published": "2022-06-14"}
+    undated = _citation(2, text, "Beta fell.")
+    answer = _answer("Alpha rose [1]. Beta fell [2].", [dated, undated], [_passage(0, text)],
+                     time_scope="from cnn", as_of="2022-06-16")
+    panel = evidence_html({"answer": answer, "articles": {"a": {"text": text, "url": "", "page_starts": []}}}, 0)
+    assert panel.count('<span class="byline">') == 1
+    assert '<div class="cite-src"><span class="byline">cnn · 2022-06-14</span> · a</div>' in panel
+    assert '<div class="cite-src">a</div>' in panel  # nothing known: the source alone
+    related = {**answer, "abstained": True, "passages": [{**_passage(0, text), "site": "bbc", "published": ""}]}
+    assert '<span class="byline">bbc</span> · a' in evidence_html({"answer": related, "articles": {}}, 0)
+    assert answer_message(answer, 0).endswith('<p class="scope-note">From cnn</p></div>')
+    assert '<p class="scope-note">As of 2022-06-01; from cnn</p>' in answer_message(answer, 0, as_of="2022-06-01")
+    assert "scope-note" not in answer_message({**answer, "time_scope": ""}, 0)
+    assert "scope-note" in answer_message({**related, "time_scope": "from cnn"}, 0)  # an abstention says it too
+    viewer = viewer_html("T", "a.txt", "", text, 0, 5, "Alpha", "", meta=byline("cnn", "2022-06-14"))
+    assert '<span class="byline">cnn · 2022-06-14</span> · a.txt' in viewer
+    # Outlets and scopes come from article metadata and the question: escaped like article text.
+    hostile = {**dated, "site": EVIL, "published": "<b>2022</b>"}
+    out = evidence_html({"answer": {**answer, "citations": [hostile]}, "articles": {}}, 0)
+    out += answer_message({**answer, "time_scope": EVIL}, 0) + scope_note(EVIL, EVIL)
+    assert "<script" not in out and "<img" not in out and "<b>" not in out and "&lt;b&gt;2022&lt;/b&gt;" in out
+    assert byline("", "") == "" and scope_note("", "") == ""
+
+
+def test_ask_options_from_the_fields():
+    assert ask_options() == {"mode": None, "top_k": None, "as_of": None, "since": None, "until": None,
+                             "sources": None}
+    options = ask_options("llm", 5.0, " 2022-06-16 ", "", "2022-06-30", [" Coastal Times ", "", "bbc"])
+    assert options == {"mode": "llm", "top_k": 5, "as_of": "2022-06-16", "since": None, "until": "2022-06-30",
+                       "sources": ["Coastal Times", "bbc"]}
+    assert ask_options(sources="cnn, Harbour Herald,")["sources"] == ["cnn", "Harbour Herald"]
+
+
+def _record(article_id: str, published: str = "", site: str = "", ingested: str = "2024-01-01T00:00:00") -> ArticleRecord:
+    return ArticleRecord(article_id=article_id, title=article_id.upper(), source=article_id, sha256="0",
+                         chunks=1, ingested_at=ingested, published=published, site=site)
+
+
+def test_article_orders_put_undated_and_unsourced_last():
+    records = [_record("b", "2022-06-14", "cnn", "2024-01-03"), _record("a", "", "", "2024-01-02"),
+               _record("c", "2021-01-01", "BBC", "2024-01-01"), _record("d", "2023-02-02", "", "2024-01-04")]
+    order = lambda name: [r.article_id for r in sort_records(records, name)]  # noqa: E731
+    assert order(NEWEST_INGESTED) == ["d", "b", "a", "c"] == order("anything else")
+    assert order(NEWEST_PUBLISHED) == ["d", "b", "c", "a"]
+    assert order(OLDEST_PUBLISHED) == ["c", "b", "d", "a"]
+    assert order(BY_TITLE) == ["a", "b", "c", "d"]
+    assert order(BY_SITE) == ["c", "b", "a", "d"]
+    assert distinct_sites(records + [_record("e", site="cnn "), _record("f", site="Cnn")]) == ["BBC", "cnn"]
+    assert "showing the first 2 by oldest published (search" in article_count_html(4, "", 4, 2, "oldest published")
+    assert "showing the newest 2 (search" in article_count_html(4, "", 4, 2)
+
+
 def test_stale_references_open_nothing():
     assert "no longer available" in open_reference("4:c:1", [], store=None)[1]
     assert "no longer available" in open_reference("not-a-ref", [], store=None)[1]
@@ -155,5 +213,5 @@ def test_upload_names(raw, ok):
 def test_static_files_are_packaged():
     assert "#article-list" in static_text("app.css")
     assert "data-cite" in static_text("cite-links.js")
-    assert static_text("confirm-delete.js").lstrip().startswith("(articleId, query) =>")
+    assert static_text("confirm-delete.js").lstrip().startswith("(articleId, ...listed) =>")
     assert "#article-viewer mark.hl" in static_text("scroll-to-highlight.js")

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 from typing import Any, Iterator
@@ -25,7 +26,8 @@ from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 import ui
 from rag.app import open_services
 from rag.core.settings import Settings
-from tests.conftest import TEST_CORPUS, free_port, stop_process
+from tests import dated
+from tests.conftest import TEST_CORPUS, free_port, make_settings, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -519,3 +521,98 @@ def test_sources_show_pdf_pages_and_web_links(llm_app, tmp_path):
     finally:
         for article_id in report.added:
             llm_app.ingestor.delete(article_id)
+
+
+# --- publish dates and outlets: the as-of date, the source filter, the article list's order -------------------
+@pytest.fixture(scope="module")
+def dated_app(tmp_path_factory, embedder):
+    """The UI served from this process on the tiny dated index of tests/dated.py."""
+    base = tmp_path_factory.mktemp("ui-dated")
+    settings = make_settings(base / "data", corpus_dir=base / "corpus", llm="none", answer_mode="extractive",
+                             host="127.0.0.1", port=free_port(), share=False, username=None, password=None)
+    services = open_services(settings, embedder=embedder)
+    dated.build_dated_index(services, base / "corpus")
+    demo = ui.build_app(services)
+    ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        demo.close()
+
+
+def pick(page, dropdown: str, option: str) -> None:
+    """Choose ``option`` in the Gradio dropdown ``dropdown`` (a selector)."""
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def ask_fresh(page, question: str) -> None:
+    """A new conversation, then :func:`ask` (the evidence panel of the last turn would satisfy it at once)."""
+    page.locator("#new-conversation").click()
+    page.wait_for_function("() => !document.querySelector('#evidence .cite-card')")
+    ask(page, question)
+
+
+def test_as_of_date_and_sources_filter_what_is_cited(dated_app, browser):
+    newer, older = dated.title_of(dated.NEWER), dated.title_of(dated.OLDER)
+    page = open_page(browser, dated_app)
+    page.wait_for_selector("#question textarea")
+    ask(page, dated.QUESTION)  # as of today: both reports may be cited, each card with its outlet and date
+    evidence = page.locator("#evidence").inner_text()
+    assert newer in evidence and "Coastal Times · 2022-06-14" in evidence
+    assert "scope-note" not in last_answer(page).inner_html()
+
+    page.locator("#scope").get_by_text("Time and sources").click()
+    as_of = page.locator("#as-of input")
+    assert as_of.get_attribute("placeholder") == date.today().isoformat()  # blank means today
+    as_of.fill("2022-06-01")  # (a) before the newer report was published: it is out of the evidence
+    ask_fresh(page, dated.QUESTION)
+    evidence = page.locator("#evidence").inner_text()
+    assert older in evidence and "Harbour Herald · 2022-05-10" in evidence and "9,800" in last_answer(page).inner_text()
+    assert newer not in evidence and "12,400" not in last_answer(page).inner_text()
+    assert last_answer(page).locator(".scope-note").inner_text() == "As of 2022-06-01"
+
+    as_of.fill("")  # (b) one outlet: only its articles are cited
+    pick(page, "#sources", "Coastal Times")
+    ask_fresh(page, dated.QUESTION)
+    cards = page.locator("#evidence .cite-card")
+    assert cards.count() >= 1 and all("Coastal Times" in t for t in cards.locator(".cite-src").all_inner_texts())
+    assert older not in page.locator("#evidence").inner_text() and "12,400" in last_answer(page).inner_text()
+    assert "coastal times" in last_answer(page).locator(".scope-note").inner_text().lower()
+
+    page.locator("#since input").fill("2022-13-45")  # a bad date is said in the chat, and nothing else changes
+    page.locator("#question textarea").fill(dated.QUESTION)
+    page.locator("#question textarea").press("Enter")
+    page.locator("#chat .answer.error").wait_for()
+    assert "not a date: '2022-13-45'" in page.locator("#chat .answer.error").inner_text()
+    assert page.locator("#question textarea").input_value() == dated.QUESTION  # back in the box, to fix and retry
+
+    # (c) the article list shows each article's date and outlet, sorted by date with the undated one last
+    page.get_by_role("tab", name="Articles").click()
+    wait_text(page, "#article-list", dated.UNDATED_TITLE)
+    listed = page.locator("#article-list").inner_text()
+    assert "Published" in listed and "Site" in listed and "2022-06-14" in listed and "Harbour Herald" in listed
+    for order, expected in (("Oldest published", [older, newer]), ("Newest published", [newer, older])):
+        pick(page, "#article-order", order)
+        page.wait_for_function(
+            "([a, b, c]) => { const t = document.querySelector('#article-list').innerText;"
+            " return t.indexOf(a) >= 0 && t.indexOf(a) < t.indexOf(b) && t.indexOf(b) < t.indexOf(c); }",
+            arg=[*expected, dated.UNDATED_TITLE],
+        )
+    page.context.close()
+
+
+def test_gradio_api_takes_the_time_and_source_filters(dated_app):
+    from gradio_client import Client
+
+    client = Client(dated_app, verbose=False)
+    _, answer_json = client.predict(dated.QUESTION, as_of="2022-06-01", api_name="/ask")
+    answer = json.loads(answer_json)
+    assert answer["as_of"] == "2022-06-01" and {c["article_id"] for c in answer["citations"]} == {dated.OLDER}
+    _, answer_json = client.predict(dated.QUESTION, sources="Coastal Times", api_name="/ask")
+    citations = json.loads(answer_json)["citations"]
+    assert citations and {(c["site"], c["published"]) for c in citations} == {("Coastal Times", "2022-06-14")}
+    with pytest.raises(Exception, match="after until"):
+        client.predict(dated.QUESTION, since="2022-06-10", until="2022-06-01", api_name="/ask")
+    articles = {a["article_id"]: a for a in json.loads(client.predict(api_name="/articles"))}
+    assert (articles[dated.NEWER]["site"], articles[dated.NEWER]["published"]) == ("Coastal Times", "2022-06-14")

@@ -15,18 +15,57 @@ import threading
 import unicodedata
 import uuid
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from rag.web.render import esc, short
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 500  # articles shown in the list / delete menu at once (the search box narrows it)
-COLUMNS = ("Title", "Source", "Chunks", "Ingested (UTC)", "ID")  # the article table; the last is the id
+COLUMNS = ("Title", "Published", "Site", "Source", "Chunks", "Ingested (UTC)", "ID")  # the article table
+# The orders the article list can be sorted in; the first is the default. Articles without a publish date (or
+# outlet) come after the others when sorting by it.
+NEWEST_INGESTED, NEWEST_PUBLISHED, OLDEST_PUBLISHED, BY_TITLE, BY_SITE = ORDERS = (
+    "Recently ingested", "Newest published", "Oldest published", "Title", "Site",
+)
 UPLOAD_NAME = re.compile(r"[^\W_][\w .,()+&'@-]{0,119}")
 RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 Result = tuple[bool, str, str]  # (accepted, file name, message as HTML) for each uploaded file
+
+
+class Listing(NamedTuple):
+    """What the article list shows: table rows (:data:`COLUMNS`), the delete menu's (label, id) choices, the
+    counts, and the distinct outlets of every indexed article (the Ask tab's source filter)."""
+
+    rows: list[list[str]]
+    choices: list[tuple[str, str]]
+    total: int
+    matching: int
+    shown: int
+    sites: list[str]
+
+
+def sort_records(records: list, order: str) -> list:
+    """``records`` in ``order`` (one of :data:`ORDERS`; anything else: the default); ties by title."""
+    if order not in ORDERS[1:]:
+        return sorted(records, key=lambda r: (r.ingested_at, r.title.lower()), reverse=True)
+    records = sorted(records, key=lambda r: (r.title or r.article_id).lower())
+    if order == BY_TITLE:
+        return records
+    if order == BY_SITE:
+        return sorted(records, key=lambda r: (not r.site, r.site.lower()))
+    dated = sorted((r for r in records if r.published), key=lambda r: r.published, reverse=order == NEWEST_PUBLISHED)
+    return dated + [r for r in records if not r.published]
+
+
+def distinct_sites(records: list) -> list[str]:
+    """The outlets of ``records``, each once (compared case-insensitively, as the source filter matches them)."""
+    sites: dict[str, str] = {}
+    for r in records:
+        if r.site.strip():
+            sites.setdefault(r.site.strip().lower(), r.site.strip())
+    return sorted(sites.values(), key=str.lower)
 
 
 def check_upload_name(raw: str, accepted: Sequence[str]) -> tuple[Optional[str], str]:
@@ -69,33 +108,28 @@ class Library:
         self.write_lock = threading.Lock()
 
     # --- listing -------------------------------------------------------------------------------------------
-    def records(self, query: str = "") -> list:
-        """The article records matching ``query`` (title, source or id), newest first."""
-        records = self.services.store.all_articles()
-        q = (query or "").strip().lower()
-        if q:
-            records = [r for r in records if q in f"{r.title}\n{r.source}\n{r.article_id}".lower()]
-        records.sort(key=lambda r: (r.ingested_at, r.title.lower()), reverse=True)
-        return records
-
-    def listing(self, query: str = "") -> tuple[list[list[str]], list[tuple[str, str]], tuple[int, int, int]]:
-        """The table rows (:data:`COLUMNS`), the delete menu's (label, id) choices, and (total, matching, shown)."""
+    def listing(self, query: str = "", order: str = NEWEST_INGESTED) -> Listing:
+        """The article list: the articles matching ``query`` (title, source, outlet or id) in ``order``."""
         total = self.services.store.article_count()
-        records = self.records(query)
-        shown = records[:MAX_LISTED]
+        everything = self.services.store.all_articles()
+        q = (query or "").strip().lower()
+        records = [r for r in everything if q in f"{r.title}\n{r.source}\n{r.site}\n{r.article_id}".lower()]
+        shown = sort_records(records, order)[:MAX_LISTED]
         rows = []
         for r in shown:
             chunks = f"0 (duplicate of {r.duplicate_of})" if r.duplicate_of else str(r.chunks)
             source = r.url or Path(r.source).name or r.source
-            rows.append([r.title or r.article_id, source, chunks, (r.ingested_at or "").replace("T", " ")[:16],
-                         r.article_id])
+            rows.append([r.title or r.article_id, r.published, r.site, source, chunks,
+                         (r.ingested_at or "").replace("T", " ")[:16], r.article_id])
         choices = [(f"{short(r.title or r.article_id)} — {r.article_id}", r.article_id) for r in shown]
-        return rows, choices, (total, len(records), len(shown))
+        return Listing(rows, choices, total, len(records), len(shown), distinct_sites(everything))
 
     def articles_json(self) -> str:
-        """Every indexed article (id, title, source, chunks, ingested_at, duplicate_of) as JSON."""
+        """Every indexed article (id, title, source, url, published, site, author, chunks, ingested_at,
+        duplicate_of) as JSON."""
         return json.dumps([
-            {"article_id": r.article_id, "title": r.title, "source": r.source, "url": r.url, "chunks": r.chunks,
+            {"article_id": r.article_id, "title": r.title, "source": r.source, "url": r.url,
+             "published": r.published, "site": r.site, "author": r.author, "chunks": r.chunks,
              "ingested_at": r.ingested_at, "duplicate_of": r.duplicate_of}
             for r in self.services.store.all_articles()
         ], ensure_ascii=False)

@@ -71,6 +71,16 @@ def source_html(source: str, url: str = "", page: int = 0) -> str:
     return out
 
 
+def byline(site: str, published: str) -> str:
+    """The outlet and publish date of an article, escaped ("cnn · 2022-06-14"); "" when neither is known."""
+    return " · ".join(esc(part) for part in (site, published) if part)
+
+
+def _with_byline(meta: str, source: str) -> str:
+    """A source line (HTML) led by the article's outlet and date when known."""
+    return f'<span class="byline">{meta}</span> · {source}' if meta else source
+
+
 def page_of(offset: int, page_starts: list[int]) -> int:
     """1-based page holding character ``offset`` (0 when the article has no pages)."""
     return bisect.bisect_right(page_starts, offset) if page_starts else 0
@@ -118,12 +128,26 @@ def _marker_links(escaped: str, turn: int, valid: set[int]) -> str:
     return MARKER.sub(link, escaped)
 
 
-def answer_message(answer: dict, turn: int) -> str:
-    """The assistant's chat message for an Answer (as a dict): escaped text and linked markers."""
+def scope_note(time_scope: str, as_of: str = "") -> str:
+    """The small note under an answer saying what it was drawn from ("" when nothing was narrowed).
+
+    ``time_scope``: the Answer's scope in words; ``as_of``: the as-of date, given only when the user chose one.
+    """
+    parts = ([f"as of {as_of}"] if as_of else []) + ([time_scope] if time_scope else [])
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return f'<p class="scope-note">{esc(text[0].upper() + text[1:])}</p>'
+
+
+def answer_message(answer: dict, turn: int, as_of: str = "") -> str:
+    """The assistant's chat message for an Answer (as a dict): escaped text and linked markers, then the
+    scope note (``as_of``: the as-of date when the user chose one)."""
+    note = scope_note(answer.get("time_scope") or "", as_of)
     if answer["abstained"]:
         return (
             f'<div class="answer abstained"><span class="nf">{NOT_FOUND}.</span>{lines(answer["text"])} '
-            "The closest passages are listed beside the chat as related, not as evidence.</div>"
+            f"The closest passages are listed beside the chat as related, not as evidence.{note}</div>"
         )
     text = answer["text"]
     valid = {c["n"] for c in answer["citations"]}
@@ -131,8 +155,8 @@ def answer_message(answer: dict, turn: int) -> str:
     lead = f"{phrase} \u2014 "
     if phrase and text.startswith(lead):  # LLM mode: the answer phrase in bold, then the sentence holding it
         rest = _marker_links(lines(text[len(lead):]), turn, valid)
-        return f'<div class="answer"><strong class="short-answer">{esc(phrase)}</strong> \u2014 {rest}</div>'
-    return f'<div class="answer">{_marker_links(lines(text), turn, valid)}</div>'
+        return f'<div class="answer"><strong class="short-answer">{esc(phrase)}</strong> \u2014 {rest}{note}</div>'
+    return f'<div class="answer">{_marker_links(lines(text), turn, valid)}{note}</div>'
 
 
 # --- the evidence panel ---------------------------------------------------------------------------------
@@ -168,13 +192,14 @@ def _citation_card(c: dict, answer: dict, articles: dict, turn: int, active: str
     else:  # the article changed or vanished since: show the quote alone
         body = f'<mark class="quote" data-start="{start}" data-end="{end}">{esc(c["quote"])}</mark>'
     page = page_of(start, rec.get("page_starts") or []) or c.get("page", 0)
+    meta = byline(c.get("site", ""), c.get("published", ""))
     return (
         f'<li class="cite-card{" active" if ref == active else ""}" id="evidence-{turn}-{c["n"]}">'
         f'<div class="cite-head"><span class="cite-n">[{c["n"]}]</span>'
         f'<button class="link cite-title" data-cite="{ref}" '
         f'aria-label="Citation {c["n"]}: open the article {esc(c["title"])}">'
         f'{esc(c["title"] or c["article_id"])}</button></div>'
-        f'<div class="cite-src">{source_html(c["source"], rec.get("url", ""), page)}</div>'
+        f'<div class="cite-src">{_with_byline(meta, source_html(c["source"], rec.get("url", ""), page))}</div>'
         f'<blockquote class="passage">{body}</blockquote></li>'
     )
 
@@ -203,12 +228,14 @@ def _related_list(answer: dict, articles: dict, turn: int, active: str, *, label
         ref = f"{turn}:p:{i}"
         rec = articles.get(p["article_id"], {})
         page = page_of(p["start_char_idx"], rec.get("page_starts") or []) or p.get("page", 0)
+        source = _with_byline(byline(p.get("site", ""), p.get("published", "")),
+                              source_html(p["source"], rec.get("url", ""), page))
         items.append(
             f'<li class="cite-card related{" active" if ref == active else ""}">'
             f'<div class="cite-head"><span class="cite-n">{label}</span>'
             f'<button class="link" data-cite="{ref}" aria-label="Open the article {esc(p["title"])}">'
             f'{esc(p["title"] or p["article_id"])}</button></div>'
-            f'<div class="cite-src">{source_html(p["source"], rec.get("url", ""), page)}</div>'
+            f'<div class="cite-src">{source}</div>'
             f'<blockquote class="passage">{esc(_trim(_compact(p["text"]), CONTEXT_CHARS))}</blockquote></li>'
         )
     return '<ol class="related">' + "".join(items) + "</ol>"
@@ -254,11 +281,15 @@ def evidence_html(turn_data: Optional[dict], turn: int, active: str = "") -> str
 
 # --- the article viewer ---------------------------------------------------------------------------------
 def viewer_html(title: str, source: str, url: str, text: Optional[str], start: int, end: int,
-                expected: Optional[str], label: str, page: int = 0, related: bool = False) -> str:
-    """The article viewer: the full escaped text with ``text[start:end]`` in <mark id="article-highlight">."""
+                expected: Optional[str], label: str, page: int = 0, related: bool = False, meta: str = "") -> str:
+    """The article viewer: the full escaped text with ``text[start:end]`` in <mark id="article-highlight">.
+
+    ``meta``: the article's :func:`byline` (outlet and date), "" when unknown.
+    """
     head = (
         f'<section class="viewer" aria-label="Article viewer"><h2 class="panel-title viewer-title">{esc(title)}</h2>'
-        f'<div class="cite-src">{source_html(source, url, page)}{" · " + esc(label) if label else ""}</div>'
+        f'<div class="cite-src">{_with_byline(meta, source_html(source, url, page))}'
+        f'{" · " + esc(label) if label else ""}</div>'
     )
     if text is None:
         return head + '<p class="warn">This article is no longer in the index.</p></section>'
@@ -287,13 +318,17 @@ def upload_status_html(results: list[tuple[bool, str, str]]) -> str:
     return f'<div class="upload-status" role="status"><ul>{items}</ul></div>'
 
 
-def article_count_html(total: int, query: str, matching: int, shown: int) -> str:
-    """The line above the article table: how many are indexed, match the search and are listed."""
+def article_count_html(total: int, query: str, matching: int, shown: int, order: str = "") -> str:
+    """The line above the article table: how many are indexed, match the search and are listed.
+
+    ``order``: the list's order in words when it is not the default (newest ingested first).
+    """
     count = f"{total} article{'s' if total != 1 else ''} indexed"
     if query.strip():
         count += f"; {matching} match “{esc(query.strip())}”"
     if matching > shown:
-        count += f"; showing the newest {shown} (search to narrow)"
+        first = f"the first {shown} by {esc(order)}" if order else f"the newest {shown}"
+        count += f"; showing {first} (search to narrow)"
     return f'<p class="notes" id="article-count">{count}</p>'
 
 

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from typing import Optional
+from typing import Iterable, Optional, Union
 
 from rag.core.types import Answer, Reading
-from rag.web.render import STALE_REFERENCE, evidence_html, page_of, viewer_html
+from rag.web.render import STALE_REFERENCE, byline, evidence_html, page_of, viewer_html
 
 REFERENCE = re.compile(r"(\d+):([cp]):(\d+)")  # TURN:c:N a citation, TURN:p:I a passage (see static/cite-links.js)
+
+
+def ask_options(mode: str = "", top_k: float = 0, as_of: str = "", since: str = "", until: str = "",
+                sources: Union[str, Iterable[str], None] = None) -> dict:
+    """The keywords of ``ask`` from the UI's fields or the API's arguments.
+
+    An empty mode or top-k is the configured one; an empty date is none (as of today, no since/until);
+    ``sources``: outlet names, as a list or comma-separated text (none: every outlet).
+    """
+    if isinstance(sources, str):
+        sources = sources.split(",")
+    names = [s.strip() for s in sources or [] if isinstance(s, str) and s.strip()]
+    dates = {key: (value or "").strip() or None for key, value in (("as_of", as_of), ("since", since), ("until", until))}
+    return {"mode": mode or None, "top_k": int(top_k) if top_k else None, **dates, "sources": names or None}
 
 
 def reading_turn(reading: Reading, store) -> dict:
@@ -65,6 +79,7 @@ def open_reference(ref: str, turns: list[dict], store) -> tuple[Optional[str], O
     text = record.text if record is not None else None
     url = record.url if record is not None else ""
     page = page_of(start, record.page_starts if record is not None else [])
+    meta = byline(record.site, record.published) if record is not None else ""
     viewer = viewer_html(title or article_id, source, url, text, start, end, expected, label, page,
-                         related=kind == "p")
+                         related=kind == "p", meta=meta)
     return evidence_html(turn_data, turn, active=ref), viewer

@@ -1,4 +1,4 @@
-(articleId, query) => {
-  if (!articleId) return [articleId, query];
-  return window.confirm('Delete ' + articleId + ' from the index?') ? [articleId, query] : [null, query];
+(articleId, ...listed) => {
+  if (!articleId) return [articleId, ...listed];
+  return window.confirm('Delete ' + articleId + ' from the index?') ? [articleId, ...listed] : [null, ...listed];
 }
