@@ -43,3 +43,7 @@ class IndexProblem(RagError):
 
 class IndexMismatch(IndexProblem):
     """The index was built with another embedding model than the one configured."""
+
+
+class IndexUnavailable(IndexProblem):
+    """The Chroma server cannot be reached (after retries); it names the server. Nothing stored is lost."""

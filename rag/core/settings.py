@@ -48,6 +48,10 @@ class StorageSettings(BaseModel):
     chroma_path: Optional[Path] = Field(None, description="Embedded Chroma directory; default <data_dir>/chroma.")
     chroma_host: Optional[str] = Field(None, description="Chroma server host; when set, the server is used.")
     chroma_port: int = 8000
+    chroma_retries: int = Field(
+        4, ge=0, le=10, description="Server mode: retries of a request the server did not answer (0.25 s, 0.5 s, "
+        "1 s ... apart) before the error is shown.",
+    )
     collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,50}[A-Za-z0-9]$")
     corpus_dir: Path = Field(default_factory=_default_corpus_dir, description="Default articles, ingested on an empty index.")
     eval_data: Path = Field(

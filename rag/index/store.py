@@ -1,4 +1,4 @@
-"""Opening the index: the Chroma client (embedded or server), its collections, and the embedder.
+"""The index: the Chroma client (embedded or server), its four collections, and the records stored in them.
 
 Everything the product keeps lives in Chroma, so several app processes sharing one Chroma server see one
 state and nothing beside it can diverge:
@@ -24,146 +24,42 @@ import base64
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Iterable, Optional
 
 import numpy as np
 
-from rag.core.errors import IndexMismatch
+from rag.core.errors import IndexMismatch, IndexProblem
 from rag.core.settings import Settings
-from rag.core.types import ArticleMeta
+from rag.index.client import open_client, rebuild_advice, retrying
 from rag.index.embedder import Embedder
+from rag.index.records import ArticleRecord, ChunkRecord, PendingBatch, chunk_id, chunk_is_current, now_iso
+
+__all__ = ["Store", "ArticleRecord", "ChunkRecord", "PendingBatch", "chunk_id", "chunk_is_current", "now_iso",
+           "LAYOUT"]
 
 log = logging.getLogger(__name__)
 
 _VERSION_ID = "index_version"
 _GET_PAGE = 2000  # records per Chroma get() when reading a whole collection
+_LAYOUT_ID = "index_layout"
+LAYOUT = 1  # the collection layout this code reads and writes; an index of another layout must be rebuilt
 _PENDING = "pending"
-
-
-@dataclass(kw_only=True)
-class ArticleRecord(ArticleMeta):
-    """What the index knows about one article: its metadata, where it came from and, on request, its text."""
-
-    article_id: str
-    chunks: int
-    ingested_at: str
-    root: str = ""  # the folder it was ingested from ("" for an upload)
-    duplicate_of: str = ""  # the article id of the stored copy when this one is a byte-identical duplicate
-    # (start, end, chunk) of every sentence of the text, as rag.core.sentences.sentence_spans splits it, with the
-    # index of the chunk whose record in <name>_sentences holds its vector (-1: none). Stored at ingest so that
-    # answering does not split again.
-    sentences: list[tuple[int, int, int]] = field(default_factory=list)
-    text: Optional[str] = None
-
-    def _to_metadata(self) -> dict:
-        meta = {k: v for k, v in self.__dict__.items() if k not in ("article_id", "text", "page_starts", "sentences")}
-        meta["page_starts"] = json.dumps(self.page_starts)
-        meta["sentences"] = json.dumps([v for span in self.sentences for v in span], separators=(",", ":"))
-        return meta
-
-    @classmethod
-    def _from_chroma(cls, article_id: str, meta: dict, text: Optional[str] = None) -> "ArticleRecord":
-        meta = dict(meta or {})
-        starts = json.loads(meta.pop("page_starts", "[]") or "[]")
-        flat = json.loads(meta.pop("sentences", "[]") or "[]")
-        known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
-        return cls(article_id=article_id, page_starts=starts, sentences=list(zip(flat[::3], flat[1::3], flat[2::3])),
-                   text=text, **known)
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """One chunk as stored: ``text == article_text[start:end]``; ``title`` is the title embedded with it."""
-
-    article_id: str
-    sha256: str  # the content hash of the article version it was cut from
-    index: int
-    text: str
-    start: int
-    end: int
-    title: str = ""
-    source: str = ""
-    page: int = 0
-
-    @property
-    def chunk_id(self) -> str:
-        return chunk_id(self.article_id, self.sha256, self.index)
-
-    def _to_node(self, embedding: list[float]):
-        """A LlamaIndex ``TextNode`` (what ``ChromaVectorStore`` writes, so a plain ``VectorStoreIndex`` reads it)."""
-        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-
-        metadata = {
-            "article_id": self.article_id, "sha256": self.sha256, "title": self.title, "source": self.source,
-            "page": self.page, "chunk": self.index, "start": self.start, "end": self.end,
-        }
-        node = TextNode(
-            id_=self.chunk_id, text=self.text, start_char_idx=self.start, end_char_idx=self.end, metadata=metadata,
-            excluded_embed_metadata_keys=list(metadata), excluded_llm_metadata_keys=list(metadata),
-            embedding=embedding,
-        )
-        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=self.article_id)
-        return node
-
-    @classmethod
-    def _from_chroma(cls, text: str, meta: dict) -> "ChunkRecord":
-        return cls(
-            article_id=meta["article_id"], sha256=meta["sha256"], index=int(meta["chunk"]), text=text,
-            start=int(meta["start"]), end=int(meta["end"]), title=meta.get("title", ""),
-            source=meta.get("source", ""), page=int(meta.get("page", 0) or 0),
-        )
-
-
-@dataclass
-class PendingBatch:
-    """A journal record of ingestion: a batch of articles being written by ``host``/``pid`` since ``at``."""
-
-    pending_id: str
-    article_ids: list[str]
-    host: str
-    pid: int
-    at: float
-    started: int = 0  # when the writing process started (clock ticks since boot; 0: unknown), to tell reused pids
-
-
-def chunk_id(article_id: str, sha256: str, index: int) -> str:
-    """The id of a chunk (and of its sentence vectors): article, content hash and chunk index."""
-    return f"{article_id}#{sha256[:16]}#{index}"
-
-
-def chunk_is_current(chunk: str, record: ArticleRecord) -> bool:
-    """Whether the chunk with id ``chunk`` was cut from the article version ``record`` describes."""
-    return chunk.startswith(f"{record.article_id}#{record.sha256[:16]}#")
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO-8601, to the second."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def open_client(settings: Settings):
-    """A Chroma client: an HTTP client when ``chroma_host`` is set, otherwise a PersistentClient on disk."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    if settings.chroma_host:
-        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
-    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
 
 
 class Store:
     """The four Chroma collections of one index, opened for a given embedder. Safe to share between threads."""
 
     def __init__(self, settings: Settings, embedder: Embedder, client=None):
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
         self.settings = settings
         self.embedder = embedder
         self._client = client or open_client(settings)
+        self._open_collections()
+
+    @retrying
+    def _open_collections(self) -> None:
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        settings, embedder = self.settings, self.embedder
         name = settings.collection
         self._chunks = self._client.get_or_create_collection(
             f"{name}_chunks",
@@ -183,17 +79,34 @@ class Store:
         # Found by id only: the embedding is a placeholder, the vectors are in the metadata.
         self._sentences = self._client.get_or_create_collection(f"{name}_sentences", embedding_function=None)
         self.vector_store = ChromaVectorStore(chroma_collection=self._chunks)  # the LlamaIndex view of the chunks
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Refuse an index of another collection layout (saying how to rebuild); stamp a new, empty one."""
+        got = self._meta.get(ids=[_LAYOUT_ID], include=["metadatas"])
+        if got["ids"]:
+            layout = (got["metadatas"][0] or {}).get("layout")
+            if layout != LAYOUT:
+                raise IndexProblem(f"The index at {self.settings.index_location} has layout {layout}, but this "
+                                   f"version reads layout {LAYOUT}. {rebuild_advice(self.settings)}")
+            return
+        if self._chunks.count() or self._articles.count():
+            raise IndexProblem(f"The index at {self.settings.index_location} was written by an earlier development "
+                               f"version (it records no layout). {rebuild_advice(self.settings)}")
+        self._meta.upsert(ids=[_LAYOUT_ID], embeddings=[[1.0]], metadatas=[{"layout": LAYOUT}])
 
     def close(self) -> None:
         """Release the Chroma client's cached state (before a temporary index folder is removed)."""
         self._client.clear_system_cache()
 
     # --- index version --------------------------------------------------------------------------
+    @retrying
     def version(self) -> str:
         """The token of the index's current state ("" for a never-written index)."""
         got = self._meta.get(ids=[_VERSION_ID], include=["metadatas"])
         return (got["metadatas"][0] or {}).get("token", "") if got["ids"] else ""
 
+    @retrying
     def bump_version(self) -> str:
         """Record that the index changed (after every write); returns the new token."""
         token = uuid.uuid4().hex
@@ -201,19 +114,23 @@ class Store:
         return token
 
     # --- counts -----------------------------------------------------------------------------------
+    @retrying
     def article_count(self) -> int:
         """Number of article records (duplicates included)."""
         return self._articles.count()
 
+    @retrying
     def chunk_count(self) -> int:
         """Number of chunk records."""
         return self._chunks.count()
 
+    @retrying
     def batch_size(self) -> int:
         """How many records one Chroma write may carry (Chroma refuses larger batches)."""
         return max(1, min(1000, self._client.get_max_batch_size()))
 
     # --- articles ---------------------------------------------------------------------------------
+    @retrying
     def put_articles(self, records: list[ArticleRecord]) -> None:
         """Write article records (the commit point for their chunks)."""
         step = self.batch_size()
@@ -226,6 +143,15 @@ class Store:
                 metadatas=[r._to_metadata() for r in batch],
             )
 
+    @retrying
+    def update_article_metadata(self, records: list[ArticleRecord]) -> None:
+        """Rewrite the metadata of stored article records (their text and chunks stay as they are)."""
+        step = self.batch_size()
+        for i in range(0, len(records), step):
+            batch = records[i : i + step]
+            self._articles.update(ids=[r.article_id for r in batch], metadatas=[r._to_metadata() for r in batch])
+
+    @retrying
     def get_articles(self, ids: Iterable[str], with_text: bool = False) -> dict[str, ArticleRecord]:
         """Article records by id (missing ids are absent from the result)."""
         ids = list(dict.fromkeys(ids))
@@ -239,6 +165,7 @@ class Store:
             for i, m, d in zip(got["ids"], got["metadatas"], docs)
         }
 
+    @retrying
     def all_articles(self) -> list[ArticleRecord]:
         """Every article record (without text), in id order."""
         records = []
@@ -246,12 +173,14 @@ class Store:
             records += [ArticleRecord._from_chroma(i, m) for i, m in zip(page["ids"], page["metadatas"])]
         return sorted(records, key=lambda r: r.article_id)
 
+    @retrying
     def delete_articles(self, ids: list[str]) -> None:
         """Remove article records (their chunks are removed separately, see ingest's write order)."""
         if ids:
             self._articles.delete(ids=ids)
 
     # --- chunks -----------------------------------------------------------------------------------
+    @retrying
     def add_chunks(self, chunks: list[ChunkRecord], embeddings: list[list[float]]) -> None:
         """Write chunks with their embeddings through LlamaIndex's ChromaVectorStore, in batches Chroma accepts
         (one long article can have more chunks than one batch may carry)."""
@@ -260,13 +189,15 @@ class Store:
         for i in range(0, len(nodes), step):
             self.vector_store.add(nodes[i : i + step])
 
-    def committed_chunks(self) -> list[ChunkRecord]:
+    @retrying
+    def committed_chunks(self, records: Optional[list[ArticleRecord]] = None) -> list[ChunkRecord]:
         """Every chunk of the current version of a stored (non-duplicate) article, in chunk-id order.
 
         Chunks of a batch being written, or of an article version replaced since, are left out: what this
-        returns is exactly what answering may quote.
+        returns is exactly what answering may quote. ``records``: the article records, when already read.
         """
-        committed = {r.article_id: r.sha256 for r in self.all_articles() if not r.duplicate_of}
+        records = self.all_articles() if records is None else records
+        committed = {r.article_id: r.sha256 for r in records if not r.duplicate_of}
         chunks = [
             ChunkRecord._from_chroma(text, meta)
             for page in self._pages(self._chunks, ["documents", "metadatas"])
@@ -275,6 +206,7 @@ class Store:
         ]
         return sorted(chunks, key=lambda c: c.chunk_id)  # deterministic whatever order Chroma returns
 
+    @retrying
     def chunk_ids(self, article_id: str, sha256: Optional[str] = None) -> list[str]:
         """Ids of the stored chunks of ``article_id`` (of content hash ``sha256`` only, when given)."""
         where: dict = {"article_id": article_id}
@@ -282,6 +214,7 @@ class Store:
             where = {"$and": [where, {"sha256": sha256}]}
         return self._chunks.get(where=where, include=[])["ids"]
 
+    @retrying
     def dense_query(self, embedding: list[float], n: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``n`` chunks nearest ``embedding``, nearest first; ``n`` at most
         :meth:`chunk_count` (callers bound it by what they hold, sparing a round trip).
@@ -293,6 +226,7 @@ class Store:
         got = self._chunks.query(query_embeddings=[embedding], n_results=n, include=["distances"])
         return [(i, 1.0 - float(dist)) for i, dist in zip(got["ids"][0], got["distances"][0])]
 
+    @retrying
     def chunk_embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
         """The stored embeddings of the chunks with these ids."""
         if not ids:
@@ -300,6 +234,7 @@ class Store:
         got = self._chunks.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
         return {i: np.asarray(e) for i, e in zip(got["ids"], got["embeddings"])}
 
+    @retrying
     def delete_chunks_of(self, article_id: str, keep_sha: Optional[str] = None) -> None:
         """Delete an article's chunks and sentence vectors, optionally keeping those of content hash ``keep_sha``."""
         where: dict = {"article_id": article_id}
@@ -309,6 +244,7 @@ class Store:
         self._sentences.delete(where=where)
 
     # --- sentence vectors -------------------------------------------------------------------------
+    @retrying
     def put_sentences(self, rows: list[tuple[str, str, int, list[tuple[int, np.ndarray]]]]) -> None:
         """Store sentence vectors, a record per chunk: (article id, content hash, chunk index, [(start, vector)])."""
         step = self.batch_size()
@@ -330,6 +266,7 @@ class Store:
                 ],
             )
 
+    @retrying
     def sentence_vectors(self, chunks: list[str]) -> dict[tuple[str, int], np.ndarray]:
         """The stored sentence vectors of the chunks with these ids, as {(article id, sentence start): vector}."""
         if not chunks:
@@ -345,11 +282,13 @@ class Store:
                 vectors[(meta["article_id"], start)] = vector
         return vectors
 
+    @retrying
     def sentence_record_ids(self, article_id: str) -> list[str]:
         """Ids of the sentence-vector records (one per chunk) of ``article_id``."""
         return self._sentences.get(where={"article_id": article_id}, include=[])["ids"]
 
     # --- the ingestion journal --------------------------------------------------------------------
+    @retrying
     def put_pending(self, batch: PendingBatch) -> None:
         """Write (or replace) a pending-batch record."""
         self._meta.upsert(
@@ -358,6 +297,7 @@ class Store:
                         "pid": batch.pid, "at": batch.at, "started": batch.started}],
         )
 
+    @retrying
     def pending_batches(self) -> list[PendingBatch]:
         """Every pending-batch record."""
         got = self._meta.get(where={"kind": _PENDING}, include=["metadatas"])
@@ -367,6 +307,7 @@ class Store:
             for pending_id, m in zip(got["ids"], got["metadatas"])
         ]
 
+    @retrying
     def delete_pending(self, pending_id: str) -> None:
         """Remove a pending-batch record."""
         self._meta.delete(ids=[pending_id])
