@@ -1,0 +1,270 @@
+"""Serving under load: N simulated users ask questions of the running app through its Gradio API (``/ask``).
+
+    python ui.py &                                     # serves on 127.0.0.1:7860 by default
+    python bench/load.py --url http://127.0.0.1:7860 --users 16 --seconds 60
+    python bench/load.py --url http://127.0.0.1:7860 --users 4 --seconds 120 --mode llm --max-requests 400
+
+Each user is a thread with its own ``gradio_client`` Client, asking questions in a loop, each user starting at
+a different place in the question file, until ``--seconds`` pass or ``--max-requests`` have been sent. Only a
+loopback server is accepted. The questions default to the BBC dev set under RAG_EVAL_DATA, else the small
+bundled ``bench/load_questions.txt`` (about the test corpus tests/data/news).
+
+Prints requests, errors (the first few), throughput, p50/p95/p99 latency of the answered requests, the worst
+user's p95 and per-user request counts (fairness), and the server's RSS at start and end (PID from ``--pid``
+or the port), then, as its last line::
+
+    users=N requests=R errors=E p50_ms=A p95_ms=B rss_start_mb=C rss_end_mb=D
+
+Asserts nothing. Bars of issue #15: extractive, 16 users for 60 s: 0 errors, p95 under 1 s, RSS growth under
+10%; LLM mode, 4 users for 120 s: 0 errors and no user starved (the worst user's p95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+BUNDLED_QUESTIONS = Path(__file__).resolve().parent / "load_questions.txt"
+API_NAME = "/ask"
+LOOPBACK_NAMES = frozenset({"localhost"})
+REQUEST_TIMEOUT_S = 300.0  # one answer; generous enough for a slow LLM behind a full queue
+ERRORS_SHOWN = 3  # distinct error messages printed
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+KIB_PER_MB = 1024
+MS = 1000.0  # milliseconds a second
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request: which user sent it, how long it took, and its error ("" when it was answered)."""
+
+    user: int
+    seconds: float
+    error: str = ""
+
+
+class Budget:
+    """The shared bound on the run: a deadline and, optionally, a number of requests."""
+
+    def __init__(self, seconds: float, max_requests: Optional[int]):
+        self.deadline = time.monotonic() + seconds
+        self.left = max_requests
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """True (and one request fewer left) while time and requests remain."""
+        with self._lock:
+            if time.monotonic() >= self.deadline or self.left == 0:
+                return False
+            if self.left is not None:
+                self.left -= 1
+            return True
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_questions() -> Path:
+    """The BBC dev questions under RAG_EVAL_DATA when present, else the bundled file."""
+    from rag.core.settings import Settings
+
+    dev = Settings().eval_data / "bbc_dev_qa.jsonl"
+    return dev if dev.is_file() else BUNDLED_QUESTIONS
+
+
+def read_questions(path: Path) -> list[str]:
+    """Questions from a JSONL file (a "question" field per line) or a text file (one per line)."""
+    questions = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            line = str(json.loads(line).get("question", "")).strip()
+        if line:
+            questions.append(line)
+    return questions
+
+
+def listening_pid(port: int) -> Optional[int]:
+    """The PID of the local process listening on TCP ``port``, from /proc (None when not visible to us)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9 and cols[3] == TCP_LISTEN and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def rss_mb(pid: Optional[int]) -> Optional[float]:
+    """Resident memory of ``pid`` in MB (VmRSS), or None when unknown."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / KIB_PER_MB
+    except OSError:
+        pass
+    return None
+
+
+def ask_once(client, question: str, mode: Optional[str]) -> str:
+    """Ask one question; "" when a well-formed answer came back, else what went wrong."""
+    kwargs = {"question": question} if mode is None else {"question": question, "mode": mode}
+    try:
+        reply = client.submit(api_name=API_NAME, **kwargs).result(timeout=REQUEST_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 -- every failure of a request is an error to count, not a crash
+        return f"{type(exc).__name__}: {exc}".strip()
+    if not isinstance(reply, (list, tuple)) or len(reply) != 2:
+        return f"unexpected reply: {str(reply)[:80]}"
+    try:
+        json.loads(reply[1])
+    except (TypeError, ValueError):
+        return f"answer is not JSON: {str(reply[1])[:80]}"
+    return ""
+
+
+def simulate_user(user: int, client, questions: list[str], start: int, mode: Optional[str], budget: Budget,
+                  outcomes: list[Outcome]) -> None:
+    """One user: ask questions in order from ``start`` (wrapping round) while the budget lasts."""
+    i = start
+    while budget.take():
+        began = time.perf_counter()
+        error = ask_once(client, questions[i % len(questions)], mode)
+        outcomes.append(Outcome(user, time.perf_counter() - began, error))
+        i += 1
+
+
+def run_load(clients: list, questions: list[str], mode: Optional[str], seconds: float,
+             max_requests: Optional[int]) -> tuple[list[Outcome], float]:
+    """Run every user to the end of the budget: the outcomes and the elapsed seconds."""
+    outcomes: list[Outcome] = []  # list.append is atomic: the threads share it without a lock
+    budget = Budget(seconds, max_requests)
+    began = time.perf_counter()
+    threads = [
+        threading.Thread(target=simulate_user, name=f"user-{u}", daemon=True,
+                         args=(u, client, questions, u * len(questions) // len(clients), mode, budget, outcomes))
+        for u, client in enumerate(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes, time.perf_counter() - began
+
+
+def whole(value: Optional[float], scale: float = 1.0) -> str:
+    """``value * scale`` as a whole number ("nan" when unknown): milliseconds from seconds, megabytes."""
+    return "nan" if value is None else f"{value * scale:.0f}"
+
+
+def report(users: int, outcomes: list[Outcome], elapsed: float, rss: tuple[Optional[float], Optional[float]]) -> None:
+    """Print the figures, then the one summary line."""
+    from rag.eval import percentile
+
+    answered = [o.seconds for o in outcomes if not o.error]
+    errors = [o.error for o in outcomes if o.error]
+    print(f"requests      {len(outcomes)} in {elapsed:.1f} s, {len(errors)} errors")
+    for message in list(dict.fromkeys(errors))[:ERRORS_SHOWN]:
+        print(f"  error: {message}")
+    print(f"throughput    {len(outcomes) / elapsed if elapsed else 0:.1f} req/s")
+    p50, p95, p99 = (percentile(answered, q) for q in (50, 95, 99))
+    p50_ms, p95_ms, p99_ms = (whole(p, MS) for p in (p50, p95, p99))
+    print(f"latency       p50 {p50_ms} ms   p95 {p95_ms} ms   p99 {p99_ms} ms   (answered requests)")
+    per_user = {u: [o.seconds for o in outcomes if o.user == u and not o.error] for u in range(users)}
+    counts = [sum(o.user == u for o in outcomes) for u in range(users)]
+    worst = max(per_user, key=lambda u: percentile(per_user[u], 95) or 0.0)
+    print(f"worst user    p95 {whole(percentile(per_user[worst], 95), MS)} ms (user {worst})")
+    print(f"per user      min {min(counts)}  max {max(counts)} requests")
+    start, end = rss
+    growth = f"  ({(end - start) / start * 100:+.1f}%)" if start and end is not None else ""
+    print(f"server RSS    start {whole(start)} MB   end {whole(end)} MB{growth}")
+    print(f"users={users} requests={len(outcomes)} errors={len(errors)} p50_ms={p50_ms} p95_ms={p95_ms} "
+          f"rss_start_mb={whole(start)} rss_end_mb={whole(end)}")
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:7860", help="the running app (loopback only)")
+    parser.add_argument("--users", type=int, default=4, help="concurrent simulated users")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to send requests")
+    parser.add_argument("--max-requests", type=int, default=None, help="stop after this many requests in all")
+    parser.add_argument("--questions", type=Path, default=None,
+                        help="JSONL with a 'question' field, or one question a line (default: the BBC dev set)")
+    parser.add_argument("--mode", choices=("extractive", "llm"), default=None, help="default: the app's own")
+    parser.add_argument("--pid", type=int, default=None, help="the server's PID (default: found from the port)")
+    args = parser.parse_args(argv)
+    if args.users < 1 or args.seconds <= 0 or (args.max_requests is not None and args.max_requests < 1):
+        parser.error("--users, --seconds and --max-requests must be positive")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Drive the app at ``--url`` and print the figures; 2 for a non-loopback URL, 1 when it cannot connect."""
+    args = parse_args(argv)
+    if not is_loopback(args.url):
+        print(f"load.py drives only a server on this machine: {args.url} is not a loopback address "
+              "(use 127.0.0.1, ::1 or localhost)", file=sys.stderr)
+        return 2
+    from gradio_client import Client
+
+    path = args.questions or default_questions()
+    questions = read_questions(path)
+    if not questions:
+        print(f"no questions in {path}", file=sys.stderr)
+        return 1
+    try:
+        clients = [Client(args.url, verbose=False, download_files=False, analytics_enabled=False)
+                   for _ in range(args.users)]
+    except Exception as exc:  # noqa: BLE001 -- any failure to connect ends the run with one clear line
+        print(f"cannot reach the app at {args.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    pid = args.pid or listening_pid(urlsplit(args.url).port or 80)
+    if pid is None:
+        print("server PID not found from the port: RSS not measured (give --pid)")
+    print(f"load: {args.users} users, {args.seconds:g} s, {args.url}{API_NAME}, mode {args.mode or 'default'}, "
+          f"{len(questions)} questions from {path}, server PID {pid or 'unknown'}")
+    rss_start = rss_mb(pid)
+    outcomes, elapsed = run_load(clients, questions, args.mode, args.seconds, args.max_requests)
+    report(args.users, outcomes, elapsed, (rss_start, rss_mb(pid)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
