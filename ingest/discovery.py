@@ -40,6 +40,9 @@ def discover(
                 # A dangling symlink is kept: reading it reports the file as vanished instead of dropping it silently.
                 if _hidden(rel) or not (file.is_file() or file.is_symlink()) or _is_manifest(file, exclude):
                     continue
+                if _leaves(file, root):
+                    skipped.append(SkippedFile(str(file), f"a link to {file.resolve()}, outside {root} (not followed)"))
+                    continue
                 if file.suffix.lower() not in SUPPORTED_SUFFIXES:
                     skipped.append(SkippedFile(str(file), f"unsupported file type {file.suffix or '(none)'}"))
                 elif file not in listed:
@@ -57,6 +60,13 @@ def manifests_in(folder: Path) -> list[Path]:
     """The manifests in ``folder`` and its subfolders (hidden ones excepted), shallowest first."""
     found = [m for m in folder.rglob(MANIFEST_NAME) if not _hidden(m.relative_to(folder)) and m.is_file()]
     return sorted(found, key=lambda m: (len(m.parts), m))
+
+
+def _leaves(file: Path, root: Path) -> bool:
+    """Whether ``file`` (a link, or a file under a linked folder) resolves to a place outside ``root``: ingesting
+    a folder must not read what its links point to elsewhere on the machine."""
+    target = file.resolve()
+    return target.exists() and not target.is_relative_to(root)
 
 
 def _hidden(rel: Path) -> bool:

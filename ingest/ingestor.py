@@ -189,7 +189,7 @@ class Ingestor:
                     f"article id {article_id!r} is already used by {old.source}; ingest both from a common "
                     "parent folder, or delete that article first"
                 )
-            article = load_bytes(data, file, source=str(file))
+            article = load_bytes(data, file, source=str(file), max_pdf_pages=self.settings.max_pdf_pages)
             if entry is not None:
                 entry.apply(article)
             return article

@@ -142,8 +142,9 @@ def load_html(data: bytes, path: Path, warnings: list[str]) -> dict:
     }
 
 
-def load_pdf(data: bytes, path: Path, warnings: list[str]) -> dict:
-    """PDF: text per page with pypdf; pages are joined by a blank line and their start offsets kept."""
+def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[int] = None) -> dict:
+    """PDF: text per page with pypdf; pages are joined by a blank line and their start offsets kept. A PDF of
+    more than ``max_pages`` pages is refused before any page is read."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -157,6 +158,8 @@ def load_pdf(data: bytes, path: Path, warnings: list[str]) -> dict:
                 raise
             except Exception as exc:  # pypdf raises several types for unsupported encryption
                 raise SkipFile(f"encrypted PDF that cannot be opened ({exc})") from exc
+        if max_pages is not None and len(reader.pages) > max_pages:
+            raise SkipFile(f"PDF of {len(reader.pages):,} pages; the limit is {max_pages:,} (RAG_MAX_PDF_PAGES)")
         pages = [_normalise_newlines(page.extract_text() or "").strip() for page in reader.pages]
     except SkipFile:
         raise
@@ -202,8 +205,9 @@ LOADERS: dict[str, Callable[[bytes, Path, list[str]], dict]] = {
 }
 
 
-def load_bytes(data: bytes, path: Path, source: Optional[str] = None) -> Article:
-    """Build an Article from a file's bytes; raises SkipFile for unusable input."""
+def load_bytes(data: bytes, path: Path, source: Optional[str] = None, *, max_pdf_pages: Optional[int] = None) -> Article:
+    """Build an Article from a file's bytes; raises SkipFile for unusable input (and for a PDF of more than
+    ``max_pdf_pages`` pages)."""
     suffix = path.suffix.lower()
     loader = LOADERS.get(suffix)
     if loader is None:
@@ -211,7 +215,7 @@ def load_bytes(data: bytes, path: Path, source: Optional[str] = None) -> Article
     if not data:
         raise SkipFile("empty file")
     warnings: list[str] = []
-    fields = loader(data, path, warnings)
+    fields = load_pdf(data, path, warnings, max_pdf_pages) if loader is load_pdf else loader(data, path, warnings)
     for warning in warnings:
         log.warning(warning)
     return Article(

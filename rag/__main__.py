@@ -206,7 +206,10 @@ def _eval_services(args, stack: contextlib.ExitStack):
     if args.corpus:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rag-eval-", ignore_cleanup_errors=True))
         services = _open_services(get_settings(data_dir=Path(tmp), chroma_host=None))
-        report = services.ingestor.ingest([args.corpus], progress=not args.quiet, manifest=args.manifest)
+        from rag.eval.index_cache import sidecar_manifest
+
+        manifest = args.manifest or sidecar_manifest(Path(args.corpus).resolve())
+        report = services.ingestor.ingest([args.corpus], progress=not args.quiet, manifest=manifest)
         print(f"temporary index of {args.corpus}: {report.summary()}", file=sys.stderr)
         return services
     services = _open_services(_index_settings(args.index))
@@ -351,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(RAG_EVAL_CACHE) until DIR or the ingestion code changes")
     ev.add_argument("--no-cache", action="store_true", help="with --corpus: build a temporary index instead")
     ev.add_argument("--manifest", metavar="FILE", type=Path,
-                    help="with --corpus: the corpus's manifest of publish dates and sources (JSON Lines)")
+                    help="with --corpus: the corpus's manifest of publish dates and sources (JSON Lines; "
+                    "default: DIR.jsonl beside the folder, when there is one)")
     ev.add_argument("--no-dates", action="store_true",
                     help="ask every question as of today, ignoring the questions' question_date")
     ev.add_argument("--baseline", action="store_true",

@@ -85,6 +85,7 @@ class IngestSettings(BaseModel):
     """Limits and batching of ingestion."""
 
     max_file_mb: float = Field(10.0, gt=0, description="Larger files are skipped with a reason.")
+    max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages are skipped with a reason.")
     ingest_group_chunks: int = Field(
         512, ge=1, description="Chunks embedded and committed together (one pending batch); tests use small groups."
     )

@@ -20,9 +20,14 @@ from rag.core.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
-# The code whose changes can change what an index holds: all of ingestion, and the rag modules it writes with.
-INDEX_CODE = ["ingest/*.py", "rag/index/*.py", "rag/core/sentences.py", "rag/core/text.py"]  # what index content depends on
-INDEX_SETTINGS = ["embed_model", "chunk_tokens", "chunk_overlap", "max_file_mb", "collection"]
+# The code that decides what an index holds (which files, their text, metadata, chunks, vectors, records); the
+# CLI, the report, the crash-safety journal and the Chroma connection code do not change it.
+INDEX_CODE = [
+    "ingest/discovery.py", "ingest/loaders.py", "ingest/metadata.py", "ingest/manifest.py", "ingest/chunking.py",
+    "ingest/sentence_vectors.py", "ingest/writer.py", "ingest/ingestor.py", "rag/index/records.py",
+    "rag/index/store.py", "rag/index/embedder.py", "rag/core/sentences.py", "rag/core/text.py", "rag/core/types.py",
+]
+INDEX_SETTINGS = ["embed_model", "chunk_tokens", "chunk_overlap", "max_file_mb", "max_pdf_pages", "collection"]
 
 
 def corpus_fingerprint(corpus: Path) -> str:
@@ -54,6 +59,12 @@ def index_key(corpus: Path, settings: Settings, manifest: Optional[Path] = None)
     return f"{corpus.name}-{hashlib.sha256(parts.encode()).hexdigest()[:16]}"
 
 
+def sidecar_manifest(corpus: Path) -> Optional[Path]:
+    """The manifest beside a corpus folder, ``<folder>.jsonl``, or None."""
+    beside = corpus.with_name(corpus.name + ".jsonl")
+    return beside if beside.is_file() else None
+
+
 def cached_index(
     corpus: Path, settings: Settings, *, progress: bool = True, embedder=None, manifest: Optional[Path] = None
 ) -> Settings:
@@ -61,11 +72,13 @@ def cached_index(
 
     ``settings`` supplies the embedding and chunking settings and ``eval_cache`` (where indexes are kept);
     the returned Settings differ only in ``data_dir`` (embedded Chroma, never a server). ``manifest``: a
-    manifest of the corpus's publish dates and sources outside the folder (see ``python -m ingest --manifest``).
+    manifest of the corpus's publish dates and sources outside the folder (see ``python -m ingest --manifest``);
+    default: ``<folder>.jsonl`` beside the folder when there is one (RealTime QA's ``articles.jsonl``).
     """
     corpus = Path(corpus).resolve()
     if not corpus.is_dir():
         raise FileNotFoundError(f"no such corpus folder: {corpus}")
+    manifest = manifest if manifest is not None else sidecar_manifest(corpus)
     cache = settings.eval_cache
     target = cache / index_key(corpus, settings, manifest)
     indexed = settings.model_copy(update={"data_dir": target, "chroma_path": None, "chroma_host": None})
