@@ -17,6 +17,11 @@ CHROMA_DB = "chroma.sqlite3"  # the file an embedded Chroma index keeps its reco
 RETRY_FIRST_WAIT = 0.25  # seconds before the first retry of an unreachable server; doubled each time
 
 
+def server_url(settings: Settings) -> str:
+    """The Chroma server's address, as the user configured it."""
+    return f"http://{settings.chroma_host}:{settings.chroma_port}"
+
+
 def rebuild_advice(settings: Settings) -> str:
     """How to start again with an empty index at the place ``settings`` name."""
     if settings.chroma_host:
@@ -41,7 +46,7 @@ def open_client(settings: Settings):
         try:
             return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
         except Exception as exc:  # chromadb says ValueError("Could not connect ...") or an httpx error
-            raise IndexUnavailable(f"The Chroma server at {settings.index_location} is not reachable ({exc}). "
+            raise IndexUnavailable(f"The Chroma server {server_url(settings)} is not reachable ({exc}). "
                                    "Start it (chroma run ...) or unset RAG_CHROMA_HOST.") from exc
     folder = settings.chroma_dir
     if folder.exists() and not folder.is_dir():
@@ -95,7 +100,7 @@ def retrying(method):
                     raise
                 if attempt == retries:
                     raise IndexUnavailable(
-                        f"The Chroma server at {self.settings.index_location} is not reachable ({exc}); tried "
+                        f"The Chroma server {server_url(self.settings)} is not reachable ({exc}); tried "
                         f"{retries + 1} times. Nothing stored is lost: the app uses it again as soon as it is back."
                     ) from exc
                 log.warning("Chroma server unreachable (%s); retrying", exc)
