@@ -2,20 +2,19 @@
 
 A thin layer over :mod:`rag.app`: every answer, citation and ingestion comes from the core; the HTML (which
 escapes all article text, untrusted input) is :mod:`rag.web.render`, the upload checks and article list are
-:mod:`rag.web.library`, and the CSS and JavaScript are the static files of :mod:`rag.web`. This module lays out
-the page and connects its events.
+:mod:`rag.web.library`, the event handlers :mod:`rag.web.callbacks`, and the CSS and JavaScript are the static
+files of :mod:`rag.web`. This module lays out the page and connects its events.
 
 Run ``python ui.py``: it opens the index named by the ``RAG_*`` settings, ingests the default corpus into an
-empty index, and serves on ``RAG_HOST``:``RAG_PORT`` (127.0.0.1:7860 by default). Tests build the same app
-with :func:`build_app`.
+empty index, finishes or rolls back the uploads a killed process left, and serves on ``RAG_HOST``:``RAG_PORT`` (127.0.0.1:7860 by default). Tests build the same app
+with :func:`build_app` and serve it with :func:`rag.web.serve.launch`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
 from datetime import date
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -23,21 +22,15 @@ import gradio as gr
 from rag.app import ACCEPTED_SUFFIXES, Services, open_services
 from rag.core.errors import RagError
 from rag.core.settings import Settings, get_settings
-from rag.core.types import Reading
 from rag.llm import resolve_gguf
 from rag.web import static_text
 from rag.web.library import COLUMNS, NEWEST_INGESTED, ORDERS, Library
-from rag.web.render import (
-    EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, answer_message, article_count_html, error_message, evidence_html,
-    pending_message, public_url, question_message, settings_html, streaming_message, upload_status_html,
-)
-from rag.web.turns import answer_turn, ask_options, open_reference, reading_turn
+from rag.web.serve import exposure_warning, launch
+from rag.web.callbacks import AskCallbacks, LibraryCallbacks
+from rag.web.render import EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, public_url, settings_html
 
 log = logging.getLogger(__name__)
 
-# System fonts only: the app works offline, so it must not fetch web fonts.
-FONT = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
-MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
 UPLOAD_CACHE_SECONDS = 3600  # uploads in Gradio's cache are removed after this (accepted ones are copied first)
 MAX_TOP_K = 20  # the top-k slider's upper end
 NOISY_LOGGERS = ("httpx", "chromadb", "sentence_transformers", "urllib3")
@@ -54,153 +47,6 @@ def llm_description(settings: Settings) -> str:
     if settings.llm == "openai":
         return f"OpenAI-compatible: {settings.openai_model} at {public_url(settings.openai_base_url)}"
     return f"Ollama: {settings.ollama_model} at {public_url(settings.ollama_host)}"
-
-
-def _assistant(html: str) -> dict:
-    return {"role": "assistant", "content": html}
-
-
-# --- callbacks ------------------------------------------------------------------------------------------
-class AskCallbacks:
-    """The Ask tab and the /ask API, bound to one pipeline (per-session data lives in gr.State, never here)."""
-
-    def __init__(self, services: Services):
-        self.pipeline = services.pipeline
-        self.store = services.store
-
-    def respond(self, question, chat, history, answers, mode, top_k, as_of="", since="", until="", sources=None):
-        """Stream an answer into the chat (a generator: Gradio shows each yield).
-
-        ``as_of``, ``since``, ``until`` (YYYY-MM-DD, empty: none) and ``sources`` (outlets) narrow what it cites.
-        """
-        options = ask_options(mode, top_k, as_of, since, until, sources)
-        chat, history, answers = list(chat or []), list(history or []), list(answers or [])
-        question = question if isinstance(question, str) else ""
-        if not question.strip():
-            gr.Warning("Please type a question.")
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return
-        turn = len(answers)
-        chat.append({"role": "user", "content": question_message(question)})
-        chat.append(_assistant(pending_message("Searching the articles…")))
-        yield "", chat, history, answers, gr.skip(), gr.skip()
-        try:
-            answer = yield from self._stream(question, chat, history, turn, options)
-        except RagError as exc:  # messages meant for people, shown as they are
-            chat[-1] = _assistant(error_message(str(exc)))
-            yield question, chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()  # the question back, to retry
-            return
-        except Exception as exc:  # never show a traceback; log it
-            log.exception("answering failed")
-            chat[-1] = _assistant(error_message(
-                f"Something went wrong ({type(exc).__name__}); the error is in the server log."))
-            yield question, chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return
-        turn_data = answer_turn(answer, self.store)
-        answers.append(turn_data)
-        history.append((answer.question, answer.text))
-        chat[-1] = _assistant(answer_message(turn_data["answer"], turn, answer.as_of if options["as_of"] else ""))
-        yield gr.skip(), chat, history, answers, evidence_html(turn_data, turn), VIEWER_PLACEHOLDER
-
-    def _stream(self, question, chat, history, turn, options):
-        """Yield the chat as the answer streams in (and the evidence an LLM reads); return the Answer."""
-        streamed, answer = "", None
-        for item in self.pipeline.ask_stream(question, history=history, **options):
-            if isinstance(item, str):
-                streamed += item
-                chat[-1] = _assistant(streaming_message(streamed))
-                yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            elif isinstance(item, Reading):  # the evidence at once, while the model reads it
-                chat[-1] = _assistant(pending_message("Reading the passages\u2026"))
-                evidence = evidence_html(reading_turn(item, self.store), turn)
-                yield gr.skip(), chat, gr.skip(), gr.skip(), evidence, gr.skip()
-            else:
-                answer = item
-        if answer is None:
-            raise RuntimeError("the pipeline returned no answer")
-        return answer
-
-    def open_ref(self, answers, evt: gr.EventData):
-        """A click on a citation, [n] marker or related passage: evidence panel + article viewer."""
-        data = getattr(evt, "_data", None) or {}
-        evidence, viewer = open_reference(str(data.get("ref", "")), answers or [], self.store)
-        return (gr.skip() if evidence is None else evidence), (gr.skip() if viewer is None else viewer)
-
-    @staticmethod
-    def new_conversation():
-        """Empty chat, history and evidence: the state of a fresh page."""
-        return [], [], [], EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, ""
-
-    def api_ask(self, question: str, mode: str = "", top_k: float = 0, history: str = "[]", as_of: str = "",
-                since: str = "", until: str = "", sources: str = "") -> tuple[str, str]:
-        """Answer a question: the answer text (with [n] markers) and the whole Answer as JSON.
-
-        ``history`` is a JSON list of [question, answer] pairs for follow-up questions. ``as_of`` (default
-        today), ``since`` and ``until`` are dates (YYYY-MM-DD); ``sources``: outlet names, comma-separated.
-        """
-        try:
-            turns = json.loads(history or "[]")
-            turns = [(str(q), str(a)) for q, a in turns]
-        except (ValueError, TypeError) as exc:
-            raise gr.Error("history must be a JSON list of [question, answer] pairs") from exc
-        try:
-            options = ask_options(mode, top_k, as_of, since, until, sources)
-            answer = self.pipeline.ask(question, history=turns or None, **options)
-        except RagError as exc:
-            raise gr.Error(str(exc)) from exc
-        return answer.text, answer.to_json()
-
-
-class LibraryCallbacks:
-    """The Articles tab and the /articles API: Gradio's side of :class:`rag.web.library.Library`."""
-
-    def __init__(self, services: Services):
-        self.library = Library(services, ACCEPTED_SUFFIXES)
-
-    def article_views(self, query: str = "", order: str = NEWEST_INGESTED):
-        """The article table (filtered by ``query``, in ``order``), the delete menu, the count line, and the
-        Ask tab's source choices (every indexed outlet)."""
-        import pandas as pd
-
-        query = query or ""
-        listing = self.library.listing(query, order)
-        frame = pd.DataFrame(listing.rows, columns=list(COLUMNS))
-        count = article_count_html(listing.total, query, listing.matching, listing.shown,
-                                   "" if order == NEWEST_INGESTED else (order or "").lower())
-        return frame, gr.update(choices=listing.choices, value=None), count, gr.update(choices=listing.sites)
-
-    def upload(self, files, query, order=NEWEST_INGESTED, progress=gr.Progress()):
-        """Check uploads, copy the accepted ones into <data_dir>/uploads and ingest them."""
-        files = [f for f in (files or []) if f]
-        if not files:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        named = []
-        for f in files:
-            path = Path(getattr(f, "name", f))
-            named.append((path, getattr(f, "orig_name", None) or path.name))
-        status = upload_status_html(self.library.upload(named, progress))
-        return status, None, *self.article_views(query, order)
-
-    def delete(self, article_id, query, order=NEWEST_INGESTED):
-        """Delete one article (and its copy in the uploads folder, if it was uploaded)."""
-        if not article_id:
-            message = '<p class="notes" role="status">Nothing deleted: choose an article first.</p>'
-            return message, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        message = self.library.delete(article_id)
-        return message, *self.article_views(query, order)
-
-    @staticmethod
-    def select_row(evt: gr.SelectData):
-        """Clicking a row of the article table picks that article in the delete menu."""
-        row = getattr(evt, "row_value", None)
-        if row and len(row) >= len(COLUMNS):
-            return row[COLUMNS.index("ID")]
-        return gr.skip()
-
-    def api_articles(self) -> str:
-        """Every indexed article (id, title, source, url, published, site, author, chunks, ingested_at,
-        duplicate_of) as JSON."""
-        return self.library.articles_json()
 
 
 # --- layout ---------------------------------------------------------------------------------------------
@@ -334,7 +180,7 @@ def _wire_articles(library: LibraryCallbacks, ui: SimpleNamespace, articles_tab,
 def build_app(services: Services) -> gr.Blocks:
     """The Gradio app for ``services`` (launch it with :func:`launch` to get its CSS and limits)."""
     settings = services.settings
-    ask, library = AskCallbacks(services), LibraryCallbacks(services)
+    ask, library = AskCallbacks(services), LibraryCallbacks(services, ACCEPTED_SUFFIXES)
     with gr.Blocks(title="News Q&A", analytics_enabled=False,
                    delete_cache=(UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)) as demo:
         history = gr.State([])  # (question, answer text) pairs for follow-ups: one per browser session
@@ -360,36 +206,37 @@ def build_app(services: Services) -> gr.Blocks:
     return demo
 
 
-def launch(demo: gr.Blocks, settings: Settings, **kwargs):
-    """Serve ``demo`` as configured: host, port, optional password, share link only when asked for."""
-    auth = None
-    if settings.username and settings.password:
-        auth = (settings.username, settings.password.get_secret_value())
-    elif settings.username or settings.password:
-        log.warning("both RAG_USERNAME and RAG_PASSWORD are needed for a login; serving without one")
-    # Questions run ui_concurrency at a time; uploads and deletions one at a time (concurrency_id "write").
-    demo.queue(default_concurrency_limit=settings.ui_concurrency)
-    return demo.launch(
-        server_name=settings.host, server_port=settings.port, auth=auth, share=settings.share,
-        max_file_size=max(1, int(settings.max_upload_mb * 1024 * 1024)), css=static_text("app.css"),
-        theme=gr.themes.Default(primary_hue="blue", font=FONT, font_mono=MONO),
-        footer_links=["api"], show_error=False, **kwargs,
-    )
-
-
-def main() -> None:
-    """``python ui.py``: open the index (ingesting the default corpus into an empty one) and serve the app."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = get_settings()
+def start(settings: Settings) -> Services:
+    """Open the index of ``settings``, ingest the default corpus into an empty one, finish or roll back the uploads
+    a killed process left, and warm up; saying each step on stdout. RagError when the index cannot be used."""
     print(f"Loading the embedding model {settings.embed_model} and opening {settings.index_location} ...", flush=True)
     services = open_services(settings)
     report = services.ensure_corpus(progress=True)
     if report is not None:
         print(f"Ingested the default corpus: {report.summary()}", flush=True)
+    recovered = Library(services, ACCEPTED_SUFFIXES).recover().summary()
+    if recovered:
+        print(f"Interrupted uploads: {recovered}", flush=True)
     print(f"{services.store.article_count()} articles indexed; warming up ...", flush=True)
     services.pipeline.warm_up()
+    return services
+
+
+def main() -> None:
+    """``python ui.py``: :func:`start`, then serve the app. An unusable index is one line on stderr saying what
+    to do (exit status 2), never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = get_settings()
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning(warning)
+    try:
+        services = start(settings)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     demo = build_app(services)
     print(f"Serving on http://{settings.host}:{settings.port}", flush=True)
     launch(demo, settings)

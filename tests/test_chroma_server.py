@@ -19,7 +19,7 @@ import pytest
 
 from rag import Pipeline
 from tests.conftest import free_port, make_settings, stop_process
-from tests.test_ingest import check_index, corpus_variants, paragraph, write
+from tests.ingest_helpers import check_index, corpus_variants, paragraph, write
 
 pytestmark = pytest.mark.heavy  # a real `chroma run` server process and ingest processes
 

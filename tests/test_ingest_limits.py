@@ -7,11 +7,7 @@ import os
 import zipfile
 
 from ingest.ingestor import Ingestor
-from tests.test_ingest import paragraph, pdf_bytes, write
-
-
-def reasons(report) -> dict[str, str]:
-    return {os.path.basename(s.path): s.reason for s in report.skipped}
+from tests.ingest_helpers import paragraph, pdf_bytes, reasons, write
 
 
 def test_links_out_of_the_folder_are_not_followed(tmp_path, store):

@@ -21,7 +21,7 @@ from ingest.discovery import discover
 from ingest.manifest import ManifestEntry, load_manifests, read_manifest
 from ingest.metadata import author_names, iso_date, split_front_matter
 from tests.conftest import REPO_ROOT
-from tests.test_ingest import check_index, chunks_by_article, write
+from tests.ingest_helpers import check_index, chunks_by_article, write
 
 DATED = REPO_ROOT / "tests" / "data" / "dated"
 FIELDS = ("title", "published", "author", "url", "site")

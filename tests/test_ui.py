@@ -13,8 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import date
 from pathlib import Path
 
@@ -24,8 +22,10 @@ import pytest
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 import ui
-from rag.app import open_services
+from rag.app import ACCEPTED_SUFFIXES, open_services
 from rag.core.settings import Settings
+from rag.web.callbacks import AskCallbacks, LibraryCallbacks
+from rag.web.serve import launch
 from tests import dated
 from tests.conftest import TEST_CORPUS, free_port, make_settings, stop_process
 
@@ -50,7 +50,8 @@ UPLOAD_TEXT = (
 )
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Wait until ``proc`` (a `python ui.py` writing to ``log``) accepts connections on ``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -63,29 +64,52 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
     raise RuntimeError(f"ui.py did not open port {port} in {timeout} s:\n{log.read_text()[-4000:]}")
 
 
+def ui_env(data: Path, corpus: Path, port: int, **extra: str) -> dict:
+    """The environment of a `python ui.py` child: no RAG_* setting of the calling shell, an extractive app on
+    loopback serving the index in ``data`` (the articles of ``corpus`` ingested into an empty one); ``extra`` wins."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_DATA_DIR=str(data), RAG_CORPUS_DIR=str(corpus), RAG_HOST="127.0.0.1", RAG_PORT=str(port),
+        RAG_LLM="none", RAG_ANSWER_MODE="extractive", RAG_SHARE="false", GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def start_ui(env: dict, log: Path) -> subprocess.Popen:
+    """`python ui.py` with ``env`` (its output appended to ``log``), once it serves on ``RAG_PORT``."""
+    with log.open("a") as out:
+        proc = subprocess.Popen([sys.executable, "ui.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(int(env["RAG_PORT"]), proc, log)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def seed_corpus(folder: Path) -> Path:
+    """``folder`` holding only the seed article (the smallest corpus the app starts on)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "corpus" / SEED_ID, folder / SEED_ID)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`python ui.py` on a fresh index of the seed article and 3 business articles of the test corpus."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (make browser installs it)")
     base = tmp_path_factory.mktemp("ui")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    shutil.copy(ROOT / "corpus" / SEED_ID, corpus / SEED_ID)
+    corpus = seed_corpus(base / "corpus")
     for rel in NEWS:
         shutil.copy(TEST_CORPUS / rel, corpus / f"news-{Path(rel).name}")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        RAG_DATA_DIR=str(base / "data"), RAG_CORPUS_DIR=str(corpus), RAG_HOST="127.0.0.1", RAG_PORT=str(port),
-        RAG_LLM="none", RAG_ANSWER_MODE="extractive", RAG_SHARE="false", RAG_MAX_UPLOAD_MB="1",
-        OPENAI_API_KEY=SECRET, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-    )
+    env = ui_env(base / "data", corpus, port, RAG_MAX_UPLOAD_MB="1", OPENAI_API_KEY=SECRET)
     log = base / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "ui.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_ui(env, log)
     try:
-        _wait_for_port(port, proc, log)
         yield {"url": f"http://127.0.0.1:{port}", "data": base / "data", "log": log}
     finally:
         stop_process(proc, timeout=15)
@@ -286,6 +310,11 @@ def test_upload_ask_and_delete(page, server, tmp_path):
     assert dialogs and "zephyria-solar.txt" in dialogs[0]
 
 
+def test_no_exposure_warning_when_served_on_loopback(server):
+    log = server["log"].read_text()
+    assert "Serving on http://127.0.0.1:" in log and "no login is set" not in log
+
+
 def test_settings_panel_shows_models_but_no_keys(page):
     page.get_by_role("tab", name="Settings").click()
     info = page.locator("#settings-info")
@@ -372,7 +401,7 @@ def llm_app(tmp_path_factory, embedder):
 
 def test_llm_answer_shows_evidence_first_then_streams_the_phrase(llm_app):
     updates, shown = [], []  # the last chat message at each yield (the chat list is updated in place)
-    ask = ui.AskCallbacks(llm_app)
+    ask = AskCallbacks(llm_app)
     for update in ask.respond(QUESTION, [], [], [], "llm", 5):
         updates.append(update)
         if isinstance(update[1], list):
@@ -399,7 +428,7 @@ def test_llm_mode_in_the_browser(llm_app, browser):
     settings = llm_app.settings
     llm_app.pipeline.llm.delay = 0.15
     demo = ui.build_app(llm_app)
-    ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    launch(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
         page = open_page(browser, f"http://127.0.0.1:{settings.port}")
         page.get_by_role("tab", name="Settings").click()
@@ -424,36 +453,6 @@ def test_llm_mode_in_the_browser(llm_app, browser):
         demo.close()
 
 
-def test_login_when_username_and_password_are_set(llm_app, browser):
-    from pydantic import SecretStr
-
-    settings = llm_app.settings.model_copy(
-        update={"username": "editor", "password": SecretStr("correct horse battery"), "port": free_port()}
-    )
-    demo = ui.build_app(llm_app)
-    ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{settings.port}"
-    try:
-        # Without a login the app does not even give out its configuration.
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{url}/config", timeout=10)
-        assert refused.value.code == 401
-        page = open_page(browser, url)
-        page.get_by_label("username").fill("editor")
-        page.get_by_label("password").fill("wrong password")
-        page.get_by_role("button", name="Login").click()
-        page.get_by_text("Incorrect Credentials").wait_for()
-        assert page.locator("#question textarea").count() == 0
-        page.get_by_label("username").fill("editor")  # a failed login clears the form
-        page.get_by_label("password").fill("correct horse battery")
-        page.get_by_role("button", name="Login").click()
-        page.locator("#question textarea").wait_for()
-        assert "correct horse battery" not in page.content()
-        page.context.close()
-    finally:
-        demo.close()
-
-
 def test_upload_checks_sizes_names_and_collisions(llm_app, tmp_path):
     no_progress = lambda *args, **kwargs: None  # noqa: E731
     small = tmp_path / "short-note.txt"
@@ -464,7 +463,7 @@ def test_upload_checks_sizes_names_and_collisions(llm_app, tmp_path):
     binary.write_bytes(b"\x00\x01\x02" * 100)
     clash = tmp_path / SEED_ID  # same name as the corpus article, other content
     clash.write_text("Another article\n\nIt is not about batteries.\n", encoding="utf-8")
-    library = ui.LibraryCallbacks(llm_app)
+    library = LibraryCallbacks(llm_app, ACCEPTED_SUFFIXES)
     status, cleared, *_ = library.upload([str(small), str(big), str(binary), str(clash)], "", progress=no_progress)
     assert cleared is None
     assert "short-note.txt</b>: added" in status
@@ -514,7 +513,7 @@ def test_sources_show_pdf_pages_and_web_links(llm_app, tmp_path):
             ("How many visitors did the Vatnajokull glacier museum welcome?",
              '<a href="https://news.example.org/2024/glacier-museum" target="_blank" rel="noopener noreferrer'),
         ):
-            *_, last = ui.AskCallbacks(llm_app).respond(question, [], [], [], "extractive", 5)
+            *_, last = AskCallbacks(llm_app).respond(question, [], [], [], "extractive", 5)
             evidence = last[4]
             assert isinstance(evidence, str) and "mark class=\"quote\"" in evidence, last[1][-1]["content"]
             assert expected in evidence
@@ -533,7 +532,7 @@ def dated_app(tmp_path_factory, embedder):
     services = open_services(settings, embedder=embedder)
     dated.build_dated_index(services, base / "corpus")
     demo = ui.build_app(services)
-    ui.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    launch(demo, settings, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{settings.port}"
     finally:

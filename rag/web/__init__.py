@@ -1,6 +1,8 @@
-"""The web UI's Gradio-free parts: HTML rendering, chat turns, the article library, and the static CSS/JS.
+"""The web UI's parts: HTML rendering, chat turns, the article library and its crash-safe uploads folder, the
+Gradio event handlers, serving, and the static CSS/JS.
 
-``ui.py`` (the Gradio app) wires these to the page; each module here can be used and tested without Gradio.
+``ui.py`` (the Gradio app) lays out the page and wires these to it. Only :mod:`rag.web.callbacks` and
+:func:`rag.web.serve.launch` use Gradio; the other modules can be used and tested without it.
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ import re
 import shutil
 import threading
 import unicodedata
-import uuid
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
 from rag.web.render import esc, short
+from rag.web.uploads import DELETED, PART, PREVIOUS, Recovery, recover, staged_path
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,12 @@ class Library:
         self.uploads_dir = (self.settings.data_dir / "uploads").resolve()
         self.write_lock = threading.Lock()
 
+    def recover(self) -> Recovery:
+        """Finish or roll back the uploads and deletions a killed process left (see :func:`rag.web.uploads.recover`);
+        at start, before serving."""
+        with self.write_lock:
+            return recover(self.services, self.uploads_dir)
+
     # --- listing -------------------------------------------------------------------------------------------
     def listing(self, query: str = "", order: str = NEWEST_INGESTED) -> Listing:
         """The article list: the articles matching ``query`` (title, source, outlet or id) in ``order``."""
@@ -191,8 +197,8 @@ class Library:
         final = self._unique_name(name, existing)
         dest = self.uploads_dir / final
         existed = dest.exists()
-        tmp = self.uploads_dir / f".{uuid.uuid4().hex}.part"
-        backup = self.uploads_dir / f".{uuid.uuid4().hex}.previous"
+        tmp = staged_path(self.uploads_dir, final, PART)
+        backup = staged_path(self.uploads_dir, final, PREVIOUS)
         try:
             shutil.copyfile(path, tmp)
             if existed:  # kept until the new version is indexed: a rejected one must not destroy it
@@ -234,11 +240,21 @@ class Library:
         """Delete one article (and its copy in the uploads folder, if it was uploaded); the status as HTML."""
         with self.write_lock:
             record = self.services.store.get_articles([article_id]).get(article_id)
-            deleted = self.services.ingestor.delete(article_id)
-            if deleted and record is not None and record.root and Path(record.root).resolve() == self.uploads_dir:
-                copy = (self.uploads_dir / article_id).resolve()
-                if copy.parent == self.uploads_dir:
-                    copy.unlink(missing_ok=True)
+            copy = (self.uploads_dir / article_id).resolve()
+            uploaded = record is not None and record.root and Path(record.root).resolve() == self.uploads_dir
+            staged = None
+            if uploaded and copy.parent == self.uploads_dir and copy.is_file():
+                # Moved aside first: a process killed before the index forgets it must not bring it back on start.
+                staged = staged_path(self.uploads_dir, article_id, DELETED)
+                os.replace(copy, staged)
+            deleted = False
+            try:
+                deleted = self.services.ingestor.delete(article_id)
+            finally:
+                if staged is not None and deleted:
+                    staged.unlink(missing_ok=True)
+                elif staged is not None:  # the article stays: so does its file
+                    os.replace(staged, copy)
         if deleted:
             message = f"Deleted “{esc(record.title if record else article_id)}” ({esc(article_id)})."
         else:
