@@ -6,8 +6,9 @@ escapes all article text, untrusted input) is :mod:`rag.web.render`, the upload 
 files of :mod:`rag.web`. This module lays out the page and connects its events.
 
 Run ``python ui.py``: it opens the index named by the ``RAG_*`` settings, ingests the default corpus into an
-empty index, finishes or rolls back the uploads a killed process left, and serves on ``RAG_HOST``:``RAG_PORT`` (127.0.0.1:7860 by default). Tests build the same app
-with :func:`build_app` and serve it with :func:`rag.web.serve.launch`.
+empty index, finishes or rolls back the uploads a killed process left, and serves on ``RAG_HOST``:``RAG_PORT``
+(127.0.0.1:7860 by default; a warning when other machines can reach it without a login). Tests build the same
+app with :func:`build_app` and serve it with :func:`rag.web.serve.launch`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from rag.core.errors import RagError
 from rag.core.settings import Settings, get_settings
 from rag.llm import resolve_gguf
 from rag.web import static_text
-from rag.web.library import COLUMNS, NEWEST_INGESTED, ORDERS, Library
-from rag.web.serve import exposure_warning, launch
 from rag.web.callbacks import AskCallbacks, LibraryCallbacks
+from rag.web.library import COLUMNS, NEWEST_INGESTED, ORDERS, Library
 from rag.web.render import EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, public_url, settings_html
+from rag.web.serve import exposure_warning, launch
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def start(settings: Settings) -> Services:
         print(f"Ingested the default corpus: {report.summary()}", flush=True)
     recovered = Library(services, ACCEPTED_SUFFIXES).recover().summary()
     if recovered:
-        print(f"Interrupted uploads: {recovered}", flush=True)
+        print(f"Uploads folder: {recovered}", flush=True)
     print(f"{services.store.article_count()} articles indexed; warming up ...", flush=True)
     services.pipeline.warm_up()
     return services

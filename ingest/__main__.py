@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from ingest.ingestor import open_ingestor
 from ingest.manifest import ManifestError, load_manifests
@@ -81,11 +82,22 @@ def _print_list(records, as_json: bool) -> None:
     print(f"{len(records)} articles")
 
 
+def _remove_upload(record, settings) -> str:
+    """Remove the web UI's copy of a deleted uploaded article (the UI indexes its uploads folder at start, so the
+    copy would bring the article back); a note for the output, "" when it was not an upload."""
+    uploads = settings.uploads_dir.resolve()
+    if record is None or not record.root or Path(record.root).resolve() != uploads:
+        return ""
+    (uploads / record.article_id).unlink(missing_ok=True)
+    return f" (and its uploaded copy in {uploads})"
+
+
 def _delete_and_ingest(ingestor, args) -> int:
     status = 0
     for article_id in args.delete:
+        record = ingestor.store.get_articles([article_id]).get(article_id)
         if ingestor.delete(article_id):
-            print(f"deleted {article_id}")
+            print(f"deleted {article_id}{_remove_upload(record, ingestor.settings)}")
         else:
             print(f"error: no article with id {article_id!r} is indexed", file=sys.stderr)
             status = 1

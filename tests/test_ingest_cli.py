@@ -47,3 +47,18 @@ def test_cli_ingest_list_and_delete(tmp_path, tmp_settings, subprocess_env, stor
     store = store_factory(tmp_settings)  # first open in this process: sees the CLI's writes
     assert sorted(check_index(store, embedder)) == ["b.md", "c.html"]
     assert store.chunk_ids("a.txt") == []
+
+
+@pytest.mark.heavy
+def test_cli_delete_of_an_uploaded_article_removes_its_copy(tmp_path, tmp_settings, subprocess_env):
+    """The web UI indexes its uploads folder at start: a copy left there would bring a deleted upload back."""
+    uploads = tmp_settings.uploads_dir
+    write(uploads / "pier.txt", "Pier reopens\n\n" + paragraph("pier", 3))
+    write(tmp_path / "src" / "kept.txt", "Kept story\n\n" + paragraph("kept", 3))
+    env = subprocess_env(tmp_settings.data_dir)
+    assert run_cli([str(uploads), str(tmp_path / "src"), "--quiet"], env, tmp_path).returncode == 0
+    done = run_cli(["--delete", "pier.txt", "--delete", "kept.txt"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"deleted pier.txt (and its uploaded copy in {uploads.resolve()})" in done.stdout
+    assert "deleted kept.txt\n" in done.stdout  # not an upload: the source file is the user's, and stays
+    assert not (uploads / "pier.txt").exists() and (tmp_path / "src" / "kept.txt").exists()

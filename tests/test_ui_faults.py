@@ -137,7 +137,7 @@ def test_the_next_start_finishes_or_rolls_back_what_a_killed_process_left(tmp_pa
     assert (uploads / "refused.txt").read_text() == old["refused.txt"]
     assert services.store.pending_batches() == []
     summary = recovery.summary()
-    assert "finished: late.txt, notes.txt" in summary and "deletion finished: gone.txt" in summary
+    assert "indexed: late.txt, notes.txt" in summary and "deletions finished: gone.txt" in summary
     assert "rolled back: fresh.txt, kept.txt, refused.txt" in summary
     # The next start, once that other process is gone too: its copy is removed, and nothing else is done.
     assert library.recover().summary() == "rolled back: busy.txt"
@@ -180,9 +180,10 @@ def test_kill_9_during_an_upload_then_the_next_start_finishes_it(tmp_path, embed
         assert (data / "uploads" / report.name).is_file()
 
         proc = start_ui(env, log)  # the next start finishes the upload
-        assert f"Interrupted uploads: finished: {report.name}" in log.read_text()
         records = check_index(store, embedder)  # committed whole, nothing pending or left over
-        assert records[report.name].chunks > 100
+        assert report.name in records and records[report.name].chunks > 100
+        assert f"Uploads folder: 1 interrupted ingestion batch(es) cleaned up; indexed: {report.name}" in (
+            log.read_text())
         client = Client(f"http://127.0.0.1:{port}", verbose=False)
         text, _ = client.predict("How many asteroids did the survey craft Meridian-12 map?", api_name="/ask")
         assert "1444 asteroids" in text

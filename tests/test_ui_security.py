@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +19,7 @@ from rag.core.settings import Settings
 from rag.web.serve import exposure_warning, launch
 from tests.conftest import free_port, make_settings, stop_process
 from tests.test_ui import (  # noqa: F401  (browser: a fixture)
-    CHROMIUM, MAJORITY, QUESTION, ROOT, SEED_ID, browser, open_page, seed_corpus, start_ui, ui_env, wait_text,
+    MAJORITY, QUESTION, ROOT, SEED_ID, browser, open_page, seed_corpus, start_ui, ui_env, wait_text,
 )
 
 # Markup an article may carry: scripts, event handlers, javascript: links, and Markdown that would load an image

@@ -219,6 +219,11 @@ class Settings(
         return self
 
     @property
+    def uploads_dir(self) -> Path:
+        """Where the web UI keeps the files uploaded to it (an ingested folder)."""
+        return self.data_dir / "uploads"
+
+    @property
     def chroma_dir(self) -> Path:
         """The embedded Chroma directory."""
         return self.chroma_path or self.data_dir / "chroma"

@@ -104,7 +104,7 @@ class Library:
         self.services = services
         self.settings = services.settings
         self.accepted = tuple(accepted)
-        self.uploads_dir = (self.settings.data_dir / "uploads").resolve()
+        self.uploads_dir = self.settings.uploads_dir.resolve()
         self.write_lock = threading.Lock()
 
     def recover(self) -> Recovery:

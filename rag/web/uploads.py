@@ -42,15 +42,15 @@ class Recovery:
     """What :func:`recover` did, in words for the start-up output ("" when there was nothing to do)."""
 
     repaired: int = 0  # interrupted ingestion batches cleaned up
-    finished: list[str] = field(default_factory=list)  # uploads indexed (or re-checked) after an interruption
+    indexed: list[str] = field(default_factory=list)  # files of the folder that were not (wholly) indexed
     rolled_back: list[str] = field(default_factory=list)  # uploads whose file never arrived or was refused
     deleted: list[str] = field(default_factory=list)  # deletions finished
 
     def summary(self) -> str:
         """One line, or "" when nothing was left to recover."""
         parts = [f"{self.repaired} interrupted ingestion batch(es) cleaned up"] if self.repaired else []
-        for label, names in (("finished", self.finished), ("rolled back", self.rolled_back),
-                             ("deletion finished", self.deleted)):
+        for label, names in (("indexed", self.indexed), ("rolled back", self.rolled_back),
+                             ("deletions finished", self.deleted)):
             if names:
                 parts.append(f"{label}: {', '.join(sorted(set(names)))}")
         return "; ".join(parts)
@@ -83,7 +83,8 @@ def recover(services, folder: Path) -> Recovery:
             path.unlink(missing_ok=True)
             done.rolled_back.append(name)
         elif kind == DELETED:
-            if not dest.exists() and services.store.get_articles([name]):
+            record = services.store.get_articles([name]).get(name)
+            if not dest.exists() and record is not None and Path(record.root or "/").resolve() == folder.resolve():
                 services.ingestor.delete(name)
             path.unlink(missing_ok=True)
             done.deleted.append(name)
@@ -102,5 +103,5 @@ def recover(services, folder: Path) -> Recovery:
                 done.rolled_back.append(name)
             else:
                 backup.unlink(missing_ok=True)
-        done.finished += report.added + report.updated + [a for a in backups if a not in refused]
+        done.indexed += report.added + report.updated + [a for a in backups if a not in refused]
     return done
