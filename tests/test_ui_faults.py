@@ -23,7 +23,7 @@ from rag.web.library import Library
 from tests.conftest import free_port, make_settings, stop_process
 from tests.ingest_helpers import check_index
 from tests.test_chroma_server import start_chroma_server
-from tests.test_ui import (  # noqa: F401  (browser: a fixture)
+from tests.ui_helpers import (  # noqa: F401  (browser: a fixture)
     MAJORITY, QUESTION, ROOT, browser, open_page, seed_corpus, start_ui, ui_env,
 )
 

@@ -18,7 +18,7 @@ from rag.app import open_services
 from rag.core.settings import Settings
 from rag.web.serve import exposure_warning, launch
 from tests.conftest import free_port, make_settings, stop_process
-from tests.test_ui import (  # noqa: F401  (browser: a fixture)
+from tests.ui_helpers import (  # noqa: F401  (browser: a fixture)
     MAJORITY, QUESTION, ROOT, SEED_ID, browser, open_page, seed_corpus, start_ui, ui_env, wait_text,
 )
 
