@@ -48,6 +48,10 @@ class StorageSettings(BaseModel):
     chroma_path: Optional[Path] = Field(None, description="Embedded Chroma directory; default <data_dir>/chroma.")
     chroma_host: Optional[str] = Field(None, description="Chroma server host; when set, the server is used.")
     chroma_port: int = 8000
+    min_free_mb: float = Field(
+        200, ge=0, description="Embedded index: writes stop with a clear error when less disk space is free (Chroma "
+        "does not fail cleanly on a full disk).",
+    )
     chroma_retries: int = Field(
         4, ge=0, le=10, description="Server mode: retries of a request the server did not answer (0.25 s, 0.5 s, "
         "1 s ... apart) before the error is shown.",

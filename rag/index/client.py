@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import shutil
 import time
 
 from rag.core.errors import IndexProblem, IndexUnavailable
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 CHROMA_DB = "chroma.sqlite3"  # the file an embedded Chroma index keeps its records in
 RETRY_FIRST_WAIT = 0.25  # seconds before the first retry of an unreachable server; doubled each time
+BYTES_PER_MB = 1_000_000
 
 
 def server_url(settings: Settings) -> str:
@@ -84,13 +86,42 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, (httpx.TransportError, ConnectionError))
 
 
+# The Store methods that write to the database (each one Chroma request of at most one batch of records).
+WRITES = frozenset({
+    "bump_version", "put_articles", "update_article_metadata", "delete_articles", "add_chunks", "delete_chunks_of",
+    "put_sentences", "put_pending", "delete_pending",
+})
+
+
+def check_free_space(settings: Settings) -> None:
+    """Refuse a write to an embedded index whose disk has less than ``min_free_mb`` free.
+
+    Chroma does not fail cleanly on a full disk: seen here, a write that fills it hangs, or fails and leaves the
+    next read hanging. Stopping before it keeps the index as it was, and answering from it keeps working.
+    """
+    if settings.chroma_host:
+        return  # the server's disk is not ours to measure
+    folder = settings.chroma_dir
+    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free / BYTES_PER_MB
+    if free < settings.min_free_mb:
+        raise IndexProblem(
+            f"Only {free:.0f} MB of disk space is free at {folder}; writing to the index needs at least "
+            f"{settings.min_free_mb:g} MB (RAG_MIN_FREE_MB). Nothing more was written; the index still answers. "
+            "Free some space and run the same ingestion again to finish it."
+        )
+
+
 def retrying(method):
     """Run a Store method again when the Chroma server could not be reached, waiting 0.25 s, 0.5 s, 1 s ...
     (``chroma_retries`` times); then raise :class:`IndexUnavailable` naming the server. A server that comes back
-    is used again by the next call: the HTTP client reconnects by itself."""
+    is used again by the next call: the HTTP client reconnects by itself. A method that writes first checks
+    the disk has room (:func:`check_free_space`)."""
+    writes = method.__name__ in WRITES
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
+        if writes:
+            check_free_space(self.settings)
         retries = self.settings.chroma_retries
         for attempt in range(retries + 1):
             try:
