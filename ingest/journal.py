@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
+from rag.core.processes import pid_gone, process_started
 from rag.index.store import PendingBatch, Store
 
 PENDING_PREFIX = "pending:"
@@ -32,18 +33,6 @@ def writer_host() -> str:
     except OSError:  # not Linux: the host name alone
         pass
     return "/".join(parts)
-
-
-def process_started(pid: int) -> int:
-    """When process ``pid`` started, in clock ticks since boot (0 when it cannot be read: not Linux, or gone).
-
-    With the pid it names one process for good: a later process given the same pid started later.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name before ")" may hold spaces
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def batch_is_stale(
@@ -68,21 +57,10 @@ def batch_is_stale(
 
 def _same_process_alive(batch: PendingBatch) -> bool:
     """Whether the process that wrote ``batch`` (on this host) may still be running."""
-    if batch.pid != os.getpid() and _pid_gone(batch.pid):
+    if batch.pid != os.getpid() and pid_gone(batch.pid):
         return False
     started = process_started(batch.pid)
     return not (batch.started and started and started != batch.started)  # a reused pid: the writer is gone
-
-
-def _pid_gone(pid: int) -> bool:
-    """True when no process has this pid (in this pid namespace); False when one has, or it cannot be told."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # a live process of another user
-        return False
-    return False
 
 
 class Journal:

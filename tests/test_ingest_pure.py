@@ -32,7 +32,8 @@ def test_discover_lists_supported_files_once_and_reports_the_rest(tmp_path):
 
 
 def test_pending_batch_is_stale_only_when_its_writer_is_gone():
-    from ingest.journal import STALE_PENDING_SECONDS, batch_is_stale, process_started
+    from ingest.journal import STALE_PENDING_SECONDS, batch_is_stale
+    from rag.core.processes import process_started
 
     now = 1_000_000.0
 

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.core.processes import pid_gone
+
 PART, PREVIOUS, DELETED = "part", "previous", "deleted"
 STAGED = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{32}\.(?P<kind>part|previous|deleted)")
 
@@ -26,15 +28,7 @@ def staged_path(folder: Path, name: str, kind: str) -> Path:
 
 def _writer_gone(pid: int) -> bool:
     """Whether the process that staged a file is gone (this process's own files count as gone: it is starting)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # a live process of another user
-        return False
-    return False
+    return pid == os.getpid() or pid_gone(pid)
 
 
 @dataclass
