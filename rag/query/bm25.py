@@ -50,6 +50,7 @@ class BM25Index:
 
         self.published: dict[str, Optional[date]] = {r.article_id: published_date(r) for r in articles}
         self.site: dict[str, str] = {r.article_id: r.site for r in articles}
+        self.latest: Optional[date] = max(filter(None, self.published.values()), default=None)
         self.rows = rows
         self.tokenizer = tokenizer
         corpus = [tokenizer(f"{r.title} {r.text}") for r in rows]
@@ -99,6 +100,8 @@ class BM25Index:
 
     def allowed_rows(self, scope: Scope) -> Optional[np.ndarray]:
         """A 0/1 mask of the rows ``scope`` lets be cited, or None when it lets every row be."""
+        if not scope.filters and (self.latest is None or self.latest <= scope.as_of):
+            return None  # nothing is published after as_of: no article needs looking at
         ok = {a: scope.allows(day, self.site.get(a, "")) for a, day in self.published.items()}
         if all(ok.values()):
             return None
