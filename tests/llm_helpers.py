@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
+from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from rag.app import open_services
 from rag.core.settings import PROJECT_ROOT, Settings
+from rag.core.turns import Waiting
 from rag.core.types import Answer, Reading
 from rag.llm import bundled_model_path
 from rag.query.pipeline import Pipeline
@@ -41,6 +45,29 @@ needs_openai = pytest.mark.skipif(
 needs_ollama = pytest.mark.skipif(
     importlib.util.find_spec("llama_index.llms.ollama") is None, reason="needs the ollama extra"
 )
+
+
+class ScriptedLLM(CustomLLM):
+    """A deterministic LlamaIndex LLM that replies with a fixed text, streamed three characters at a time
+    (``delay`` seconds before each piece: a slow model), recording the prompts it is given."""
+
+    reply: str = ""
+    delay: float = 0.0
+    prompts: list = []
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=4096, num_output=64, model_name="scripted")
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self.prompts.append(prompt)
+        return CompletionResponse(text=self.reply)
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
+        self.prompts.append(prompt)
+        for i in range(0, len(self.reply), 3):
+            time.sleep(self.delay)
+            yield CompletionResponse(text=self.reply[: i + 3], delta=self.reply[i : i + 3])
 
 
 def settings(**fields) -> Settings:
@@ -106,7 +133,7 @@ def stream_answer(pipeline: Pipeline, question: str = QUESTION, **kwargs) -> tup
     """The text deltas and the final Answer of a stream (the passages being read come first, in LLM mode)."""
     items = list(pipeline.ask_stream(question, **kwargs))
     assert isinstance(items[0], Reading) or pipeline.settings.answer_mode != "llm"
-    *deltas, final = [i for i in items if not isinstance(i, Reading)]
+    *deltas, final = [i for i in items if not isinstance(i, (Reading, Waiting))]
     assert all(isinstance(d, str) for d in deltas)
     assert isinstance(final, Answer)
     return deltas, final

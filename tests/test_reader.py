@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import shutil
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+from llama_index.core.llms import CompletionResponse
 
 from rag import Answer, Pipeline
 from rag.app import open_services
@@ -16,6 +16,7 @@ from rag.core.text import ABSTAIN_TEXT
 from rag.query.reader import find_phrase, ground, parse_reply, partial_phrase
 from rag.core.settings import PROJECT_ROOT
 from rag.core.types import Passage
+from tests.llm_helpers import ScriptedLLM
 
 SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
 MAJORITY = "CATL will hold a majority stake of 51%, followed by BAIC with 39% and Xiaomi Auto with 5%."
@@ -96,26 +97,6 @@ def test_ground_only_searches_inside_the_passages():
 
 
 # --- LLM mode through the pipeline, with a scripted LLM ------------------------------------------------------
-class ScriptedLLM(CustomLLM):
-    """A deterministic LlamaIndex LLM that replies with a fixed text, streamed in small pieces."""
-
-    reply: str = ""
-    prompts: list = []
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=4096, num_output=64, model_name="scripted")
-
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        self.prompts.append(prompt)
-        return CompletionResponse(text=self.reply)
-
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
-        self.prompts.append(prompt)
-        for i in range(0, len(self.reply), 3):
-            yield CompletionResponse(text=self.reply[: i + 3], delta=self.reply[i : i + 3])
-
-
 @pytest.fixture(scope="module")
 def seed_pipeline(tmp_path_factory, embedder, settings_at) -> Pipeline:
     corpus = tmp_path_factory.mktemp("seed")

@@ -8,10 +8,8 @@ import json
 import shutil
 import time
 from datetime import date
-from typing import Any, Iterator
 
 import pytest
-from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 import ui
 from rag.app import ACCEPTED_SUFFIXES, open_services
@@ -20,6 +18,7 @@ from rag.web.callbacks import AskCallbacks, LibraryCallbacks
 from rag.web.serve import launch
 from tests import dated
 from tests.conftest import free_port, make_settings
+from tests.llm_helpers import ScriptedLLM
 from tests.ui_helpers import (  # noqa: F401  (browser: a fixture)
     QUESTION, ROOT, SEED_ID, SEED_TITLE, ask, browser, last_answer, open_page, wait_text,
 )
@@ -29,28 +28,6 @@ pytestmark = pytest.mark.browser
 
 # --- in-process: LLM mode with a scripted LLM, upload checks, sources -----------------------------------------
 LLM_REPLY = "ANSWER: a majority stake of 51%\nPASSAGE: 1"  # the reader's format: a phrase and a passage
-
-
-class ScriptedLLM(CustomLLM):
-    """A deterministic LlamaIndex LLM: replies with a fixed text, streamed word by word."""
-
-    reply: str = ""
-    delay: float = 0.0
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=4096, num_output=256, model_name="scripted")
-
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text=self.reply)
-
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Iterator[CompletionResponse]:
-        text = ""
-        for i in range(0, len(self.reply), 4):
-            time.sleep(self.delay)
-            delta = self.reply[i : i + 4]
-            text += delta
-            yield CompletionResponse(text=text, delta=delta)
 
 
 @pytest.fixture(scope="module")

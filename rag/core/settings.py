@@ -126,6 +126,11 @@ class LLMSettings(BaseModel):
     )
     llm_fallback: Literal["extractive", "none"] = "extractive"
     llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM call is abandoned.")
+    llm_concurrency: int = Field(
+        1, ge=1, le=64,
+        description="Questions the reader model answers at once; the others wait in line, first come first served "
+        "(llama.cpp answers one at a time; raise it for a server that batches).",
+    )
     llm_temperature: float = Field(0.0, ge=0, description="0: greedy decoding, the same answer every time.")
     llm_max_tokens: int = Field(64, ge=1, description="Answer budget: the reader replies with a phrase and a number.")
     llm_passages: int = Field(

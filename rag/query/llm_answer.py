@@ -8,30 +8,38 @@ combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 
 from rag.core.errors import LLMError
 from rag.core.settings import Settings
 from rag.core.text import ABSTAIN_TEXT, NO_ANSWER
+from rag.core.turns import Ticket, Turns, Waiting
 from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
 from rag.query.prompt import fit_passages
 from rag.query.reader import Grounding, READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
 
 
-class LLMAnswerer:
-    """Answers with the reader model; ``llm`` is called to get the (lazily built) LlamaIndex LLM."""
+WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says where it stands
 
-    def __init__(self, settings: Settings, llm: Callable[[], object], stem: Callable[[str], str]):
+
+class LLMAnswerer:
+    """Answers with the reader model; ``llm`` is called to get the (lazily built) LlamaIndex LLM. Questions
+    take turns at the model, first come first served (``turns``; default: ``llm_concurrency`` at once)."""
+
+    def __init__(self, settings: Settings, llm: Callable[[], object], stem: Callable[[str], str],
+                 turns: Optional[Turns] = None):
         self.settings = settings
         self._llm = llm
         self._stem = stem
+        self.turns = turns or Turns(settings.llm_concurrency)
 
     def answer(
         self, answer: Answer, extractive: ExtractiveResult, articles: dict[str, str], stream: bool
-    ) -> Iterator[Union[Reading, str]]:
+    ) -> Iterator[Union[Reading, Waiting, str]]:
         """Fill ``answer`` from the model's reply; when streaming, yield a :class:`Reading` with the passages the
-        model is given, then the answer phrase as it is written, then (if that was not the final text) the text.
+        model is given, a :class:`Waiting` every second while other questions hold the model, then the answer
+        phrase as it is written, then (if that was not the final text) the text.
 
         Abstains without a model call when the retrieval evidence is too weak (or about another period). On an
         LLM failure the extractive answer is kept, with a note (unless ``llm_fallback`` is "none").
@@ -52,7 +60,12 @@ class LLMAnswerer:
         if stream:
             yield Reading(answer.question, passages)
         shown: list[str] = []  # the answer phrase streamed so far, as one string
+        ticket = self.turns.join()
         try:
+            waited = yield from self._wait_for_turn(ticket, stream, answer.timings)
+            if stream and waited:  # its turn now: the face goes back from "waiting" to "reading"
+                yield Reading(answer.question, passages)
+            t0 = time.perf_counter()
             reply_text = yield from self._generate(answer.retrieval_query, passages, stream, shown)
         except Exception as exc:
             from rag.llm import as_llm_error
@@ -65,11 +78,33 @@ class LLMAnswerer:
             if stream:
                 yield answer.text
             return
+        finally:
+            ticket.release()
         answer.timings["generate"] = time.perf_counter() - t0
         answer.llm_reply = reply_text
         self.judge(answer, extractive, reply_text, passages, origins, articles)
         if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
             yield answer.text
+
+    def _wait_for_turn(self, ticket: Ticket, stream: bool, timings: dict[str, float]) -> Iterator[Waiting]:
+        """Block until ``ticket`` holds a turn at the model; when streaming, yield where it stands meanwhile.
+        Returns whether it had to wait; raises LLMError after ``llm_timeout`` seconds in line."""
+        t0 = time.perf_counter()
+        timeout = self.settings.llm_timeout
+        deadline = time.monotonic() + timeout
+        try:
+            if ticket.wait(0):
+                return False
+            while True:
+                if stream:
+                    yield ticket.status()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LLMError(f"the reader model stayed busy with other questions for {timeout:g} s")
+                if ticket.wait(min(WAIT_UPDATE_S, remaining) if stream else remaining):
+                    return True
+        finally:
+            timings["queue"] = time.perf_counter() - t0
 
     def _generate(self, question: str, passages: list[Passage], stream: bool, shown: list[str]) -> Iterator[str]:
         """Ask the model; yields the growing answer phrase when streaming (recorded in ``shown``); returns the reply."""

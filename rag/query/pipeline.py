@@ -18,6 +18,7 @@ from rag.core.errors import InvalidQuestion, LLMError
 from rag.core.settings import MAX_TOP_K, Settings, get_settings
 from rag.core.text import NO_ANSWER
 from rag.core.timewords import DateLike
+from rag.core.turns import Waiting
 from rag.core.types import Answer, Passage, Reading
 from rag.index.embedder import Embedder
 from rag.index.store import ArticleRecord, Store, chunk_id, chunk_is_current
@@ -109,9 +110,10 @@ class Pipeline:
         self, question: str, *, top_k: Optional[int] = None, mode: Optional[str] = None,
         history: Optional[History] = None, as_of: DateLike = None, since: DateLike = None,
         until: DateLike = None, sources: Optional[Iterable[str]] = None,
-    ) -> Iterator[Union[Reading, str, Answer]]:
-        """Yield, in LLM mode, a :class:`Reading` with the passages the model is given, then the answer's text
-        as the model writes it, then the final checked ``Answer``.
+    ) -> Iterator[Union[Reading, Waiting, str, Answer]]:
+        """Yield, in LLM mode, a :class:`Reading` with the passages the model is given, a :class:`Waiting` each
+        second while other questions hold the model, then the answer's text as the model writes it, then the
+        final checked ``Answer``.
 
         In extractive mode the first and only delta is the whole answer text. The scope arguments are those
         of :meth:`ask`.
@@ -133,11 +135,16 @@ class Pipeline:
 
     def condense(self, question: str, history: History) -> str:
         """A standalone version of a follow-up question, for retrieval (see :func:`rag.query.conversation.condense`)."""
-        return condense(question, history, llm=self.llm, stopwords=self.retriever.tokenizer.stopwords,
-                        max_chars=self.settings.max_question_chars)
+        llm, options = self.llm, dict(stopwords=self.retriever.tokenizer.stopwords,
+                                      max_chars=self.settings.max_question_chars)
+        if llm is None:
+            return condense(question, history, llm=None, **options)
+        with self.reader.turns.join() as ticket:  # in line with the questions being answered
+            free = ticket.wait(self.settings.llm_timeout)
+            return condense(question, history, llm=llm if free else None, **options)
 
     # --- the stages ---------------------------------------------------------------------------------
-    def _run(self, question, *, top_k, mode, history, stream, scope) -> Iterator[Union[Reading, str, Answer]]:
+    def _run(self, question, *, top_k, mode, history, stream, scope) -> Iterator[Union[Reading, Waiting, str, Answer]]:
         started = time.perf_counter()
         question, notes = clean_question(question, self.settings.max_question_chars)
         mode = self._mode(mode)

@@ -15,11 +15,12 @@ from typing import Sequence
 import gradio as gr
 
 from rag.core.errors import RagError
+from rag.core.turns import Waiting
 from rag.core.types import Reading
 from rag.web.library import COLUMNS, NEWEST_INGESTED, Library
 from rag.web.render import (
     EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, answer_message, article_count_html, error_message, evidence_html,
-    pending_message, question_message, streaming_message, upload_status_html,
+    pending_message, question_message, streaming_message, upload_status_html, waiting_message,
 )
 from rag.web.turns import answer_turn, ask_options, open_reference, reading_turn
 
@@ -78,6 +79,9 @@ class AskCallbacks:
             if isinstance(item, str):
                 streamed += item
                 chat[-1] = _assistant(streaming_message(streamed))
+                yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            elif isinstance(item, Waiting):  # others' questions hold the model: say how long, never hang mute
+                chat[-1] = _assistant(waiting_message(item))
                 yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             elif isinstance(item, Reading):  # the evidence at once, while the model reads it
                 chat[-1] = _assistant(pending_message("Reading the passages\u2026"))

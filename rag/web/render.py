@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import bisect
 import html
+import math
 import re
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from rag.core.text import MARKER, NO_ANSWER, marker_numbers
+from rag.core.turns import Waiting
 
 NOT_FOUND = "Not found in the articles"
 CONTEXT_CHARS = 400  # passage context shown around a quote in the evidence panel
@@ -100,6 +102,18 @@ def question_message(question: str) -> str:
 def pending_message(text: str) -> str:
     """The assistant's placeholder while it searches or reads (``text`` is the UI's own words)."""
     return f'<div class="answer pending">{text}</div>'
+
+
+def waiting_message(waiting: Waiting) -> str:
+    """The placeholder while other people's questions hold the reader model: how many, and about how long."""
+    ahead = f"{waiting.ahead} question{'s' if waiting.ahead != 1 else ''} ahead of yours"
+    if waiting.seconds is None:
+        wait = ""
+    elif waiting.seconds < 1:
+        wait = ", your turn is next"
+    else:
+        wait = f", about {math.ceil(waiting.seconds)} s"
+    return pending_message(f"Waiting for the reader model: {ahead}{wait}\u2026")
 
 
 def streaming_message(text: str) -> str:
