@@ -1,13 +1,18 @@
 """Opening Chroma: an HTTP client for a server or a database folder on disk, with clear errors for a server
-that cannot be reached or a folder that is not a Chroma index, and retries while a server is away."""
+that cannot be reached or a folder that is not a Chroma index, and retries while a server is away. A read-only
+index folder is answered from a temporary copy, and writes to it are refused with a clear error."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
+import os
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from rag.core.errors import IndexProblem, IndexUnavailable
 from rag.core.settings import Settings
@@ -56,10 +61,36 @@ def open_client(settings: Settings):
     _check_chroma_database(folder / CHROMA_DB, settings)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexProblem(f"The index folder {folder} cannot be created ({exc.strerror}). Make its folder "
+                           "writable, or set RAG_DATA_DIR to a writable folder.") from exc
+    if is_read_only(folder):
+        folder = _read_only_copy(folder)
+    try:
         return chromadb.PersistentClient(path=str(folder), settings=chroma_settings)
     except Exception as exc:  # a damaged database: chromadb's own errors say only "not a database" or similar
         raise IndexProblem(f"The index at {folder} cannot be opened ({type(exc).__name__}: {exc}). "
                            f"{rebuild_advice(settings)}") from exc
+
+
+def is_read_only(folder: Path) -> bool:
+    """Whether the index folder (or its database file) cannot be written: a read-only mount binds even root."""
+    db = folder / CHROMA_DB
+    return not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK))
+
+
+def _read_only_copy(folder: Path) -> Path:
+    """A temporary copy of a read-only index folder, removed at exit: Chroma cannot open even for reading a
+    folder it cannot write (it writes to its database at start). Writes are refused (:func:`check_writable`)."""
+    copy = Path(tempfile.mkdtemp(prefix="newsrag-readonly-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    try:
+        shutil.copytree(folder, copy / "chroma")
+    except OSError as exc:
+        raise IndexProblem(f"The index folder {folder} is read-only, and a copy to answer from could not be made "
+                           f"in {copy} ({exc}). Make {folder} writable.") from exc
+    log.info("the index folder %s is read-only: answering from a copy in %s", folder, copy)
+    return copy / "chroma"
 
 
 def _check_chroma_database(path, settings: Settings) -> None:
@@ -93,6 +124,15 @@ WRITES = frozenset({
 })
 
 
+def check_writable(settings: Settings) -> None:
+    """Refuse a write to an embedded index whose folder is read-only (the index still answers from a copy)."""
+    if not settings.chroma_host and is_read_only(settings.chroma_dir):
+        raise IndexProblem(
+            f"The index folder {settings.chroma_dir} is read-only: nothing was written; the index still answers. "
+            "Make it writable (or set RAG_DATA_DIR to a writable folder) and run the same ingestion again."
+        )
+
+
 def check_free_space(settings: Settings) -> None:
     """Refuse a write to an embedded index whose disk has less than ``min_free_mb`` free.
 
@@ -115,12 +155,13 @@ def retrying(method):
     """Run a Store method again when the Chroma server could not be reached, waiting 0.25 s, 0.5 s, 1 s ...
     (``chroma_retries`` times); then raise :class:`IndexUnavailable` naming the server. A server that comes back
     is used again by the next call: the HTTP client reconnects by itself. A method that writes first checks
-    the disk has room (:func:`check_free_space`)."""
+    the folder is writable and its disk has room (:func:`check_writable`, :func:`check_free_space`)."""
     writes = method.__name__ in WRITES
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         if writes:
+            check_writable(self.settings)
             check_free_space(self.settings)
         retries = self.settings.chroma_retries
         for attempt in range(retries + 1):
