@@ -240,7 +240,7 @@ def main() -> None:
         raise SystemExit(2) from None
     demo = build_app(services)
     print(f"Serving on http://{settings.host}:{settings.port}", flush=True)
-    launch(demo, settings)
+    launch(demo, settings, pipeline=services.pipeline)  # the page, its Gradio API and POST /api/ask
 
 
 if __name__ == "__main__":

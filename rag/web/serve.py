@@ -1,6 +1,7 @@
 """Serving the Gradio app as configured: address, port, login, limits, theme and a warning when the app is
-reachable from other machines without a login. Gradio is imported only to launch, so the checks run before the
-app is built."""
+reachable from other machines without a login; with a pipeline, the plain HTTP API ``POST /api/ask``
+(:mod:`rag.web.http_api`) on the same server, behind the same login. Gradio is imported only to launch, so the
+checks run before the app is built."""
 
 from __future__ import annotations
 
@@ -49,13 +50,25 @@ def exposure_warning(settings: Settings) -> str:
             f"Set RAG_USERNAME and RAG_PASSWORD, or {instead}.")
 
 
-def launch(demo, settings: Settings, **kwargs):
-    """Serve the Gradio app ``demo`` as configured: host, port, optional login, share link only when asked for."""
+def launch(demo, settings: Settings, pipeline=None, **kwargs):
+    """Serve the Gradio app ``demo`` as configured: host, port, optional login, share link only when asked for.
+
+    With ``pipeline``, ``POST /api/ask`` answers with it (:mod:`rag.web.http_api`): its route goes into the
+    FastAPI app Gradio builds (``app_kwargs``), so the one server of ``demo.launch`` serves both (share link and
+    ``demo.close()`` included). It asks for the same username and password as the page and the Gradio API (which
+    take them through Gradio's login form and its session cookie; ``/api/ask`` through HTTP Basic auth).
+    """
     import gradio as gr
 
     auth = login(settings)
     if auth is None and (settings.username or settings.password):
         log.warning("both RAG_USERNAME and RAG_PASSWORD are needed for a login; serving without one")
+    if pipeline is not None:
+        from rag.web.http_api import routes
+
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *routes(pipeline, auth, settings.ui_concurrency)]
+        kwargs["app_kwargs"] = app_kwargs
     # Questions run ui_concurrency at a time; uploads and deletions one at a time (concurrency_id "write").
     demo.queue(default_concurrency_limit=settings.ui_concurrency)
     return demo.launch(
