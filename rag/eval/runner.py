@@ -54,7 +54,8 @@ def _row(question: EvalQuestion, answer: Answer, metrics: dict, matcher: Article
         "citations": [_citation_dict(c) for c in answer.citations],
         "passages": [_passage_dict(i, p) for i, p in enumerate(answer.passages, start=1)],
         "metrics": metrics, "timings": {k: round(v, TIMING_DIGITS) for k, v in answer.timings.items()},
-        "notes": list(answer.notes), "error": error,
+        "notes": list(answer.notes), "error": error, "llm_reply": answer.llm_reply,
+        "evidence_score": answer.evidence_score,
     }
 
 

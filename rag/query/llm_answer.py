@@ -66,7 +66,7 @@ class LLMAnswerer:
             if stream and waited:  # its turn now: the face goes back from "waiting" to "reading"
                 yield Reading(answer.question, passages)
             t0 = time.perf_counter()
-            reply_text = yield from self._generate(answer.retrieval_query, passages, stream, shown)
+            reply_text = yield from self._generate(answer.retrieval_query, passages, stream, shown, answer.as_of)
         except Exception as exc:
             from rag.llm import as_llm_error
 
@@ -106,7 +106,8 @@ class LLMAnswerer:
         finally:
             timings["queue"] = time.perf_counter() - t0
 
-    def _generate(self, question: str, passages: list[Passage], stream: bool, shown: list[str]) -> Iterator[str]:
+    def _generate(self, question: str, passages: list[Passage], stream: bool, shown: list[str],
+                  as_of: str = "") -> Iterator[str]:
         """Ask the model; yields the growing answer phrase when streaming (recorded in ``shown``); returns the reply."""
         from llama_index.core.llms import ChatMessage
 
@@ -114,7 +115,7 @@ class LLMAnswerer:
             raise LLMError("the passages do not fit the LLM's context window")
         messages = [
             ChatMessage(role="system", content=READER_SYSTEM),
-            ChatMessage(role="user", content=reader_prompt(question, passages)),
+            ChatMessage(role="user", content=reader_prompt(question, passages, as_of)),
         ]
         if not stream:
             return self._llm().chat(messages).message.content or ""

@@ -39,11 +39,13 @@ def fit_passages(passages: list[Passage], fixed: str, context_window: int, max_t
 
 
 def passages_block(passages: list[Passage]) -> str:
-    """The passages as numbered fenced blocks."""
+    """The passages as numbered fenced blocks, each with its title and (when known) its publish date."""
     blocks = []
     for n, p in enumerate(passages, 1):
+        dated = f"Published: {p.published}\n" if p.published else ""
         blocks.append(
-            f"{FENCE_OPEN.format(n=n)}\nTitle: {neutralise(p.title)}\n{neutralise(p.text)}\n{FENCE_CLOSE.format(n=n)}"
+            f"{FENCE_OPEN.format(n=n)}\nTitle: {neutralise(p.title)}\n{dated}{neutralise(p.text)}\n"
+            f"{FENCE_CLOSE.format(n=n)}"
         )
     return "\n\n".join(blocks)
 

@@ -36,9 +36,11 @@ READER_SYSTEM = (
 )
 
 
-def reader_prompt(question: str, passages: list[Passage]) -> str:
-    """The user message for the reader: the fenced passages, then the question."""
-    return f"{passages_block(passages)}\n\nQuestion: {neutralise(question)}"
+def reader_prompt(question: str, passages: list[Passage], as_of: str = "") -> str:
+    """The user message for the reader: the fenced passages, then the question, asked as of ``as_of`` (ISO date)
+    when the passages have publish dates, so that "this week" can be read against them."""
+    today = f"Today is {as_of}.\n" if as_of and any(p.published for p in passages) else ""
+    return f"{passages_block(passages)}\n\n{today}Question: {neutralise(question)}"
 
 
 WINDOW_NEIGHBOURS = 1  # sentences either side of a candidate sentence given to the model with it
