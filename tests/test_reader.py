@@ -230,3 +230,17 @@ def test_partial_phrase_of_a_reply_without_labels():
     assert partial_phrase("An") == ""  # may still become "ANSWER:"
     assert partial_phrase("Naresh Go") == "Naresh Go"
     assert partial_phrase("Naresh Goyal\nmore") == "Naresh Goyal"
+
+
+def test_reader_prompt_dates_the_passages_and_the_question_only_when_the_passages_are_dated():
+    from dataclasses import replace
+
+    from rag.query.reader import reader_prompt
+
+    plain = _passages("a.txt", ARTICLE, [(0, len(ARTICLE))])
+    prompt = reader_prompt("Who runs Acme?", plain, "2022-06-17")
+    assert "Published:" not in prompt and "Today is" not in prompt  # undated corpora: the prompt as before
+    dated = [replace(plain[0], published="2022-06-15")]
+    prompt = reader_prompt("Who runs Acme this week?", dated, "2022-06-17")
+    assert "Title: Title\nPublished: 2022-06-15\nAcme Corp" in prompt
+    assert prompt.endswith("Today is 2022-06-17.\nQuestion: Who runs Acme this week?")
