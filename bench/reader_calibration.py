@@ -44,10 +44,11 @@ def holds_gold(text: str, golds: list[str]) -> bool:
 def signals(pipeline, q: dict, llm_passages: int) -> dict:
     """One question's row: the LLM-mode answer and its signals, and the extractive answer beside it."""
     started = time.perf_counter()
-    answer = pipeline.ask(q["question"], mode="llm")
+    as_of = q.get("question_date")  # asked as of its date, as `rag eval` asks it
+    answer = pipeline.ask(q["question"], mode="llm", as_of=as_of)
     seconds = time.perf_counter() - started
     golds = q.get("answers") or []
-    extractive = pipeline.ask(q["question"], mode="extractive")
+    extractive = pipeline.ask(q["question"], mode="extractive", as_of=as_of)
     gold_articles = set(q.get("articles") or ([q["article"]] if q.get("article") else []))
     first = answer.citations[0] if answer.citations else None
     said = [*answer.notes, answer.abstain_reason]  # what the pipeline said about the model's reply
@@ -72,12 +73,13 @@ def signals(pipeline, q: dict, llm_passages: int) -> dict:
 def run(args) -> int:
     from rag.app import open_services
     from rag.core.settings import Settings
-    from rag.eval.index_cache import cached_index
+    from rag.eval.index_cache import cached_index, sidecar_manifest
 
     overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0}
     if args.model:
         overrides["llm_model_path"] = args.model
-    settings = cached_index(Path(args.corpus), Settings(**overrides), progress=True)
+    corpus = Path(args.corpus)  # with its manifest of publish dates, as `rag eval --corpus` indexes it
+    settings = cached_index(corpus, Settings(**overrides), progress=True, manifest=sidecar_manifest(corpus))
     pipeline = open_services(settings).pipeline
     pipeline.warm_up()
     questions = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line.strip()]
