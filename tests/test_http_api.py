@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from bench import load
+from bench import load_ingest
 from tests.conftest import TEST_CORPUS, free_port, stop_process
 from tests.ui_helpers import MAJORITY, QUESTION, ROOT, SEED_ID, seed_corpus, start_ui, ui_env
 
@@ -157,15 +158,16 @@ class Lister:
         return self.records
 
 
-def made_upload(name: str = "vellmar-harbour.txt") -> load.Upload:
+def made_upload(name: str = "vellmar-harbour.txt") -> load_ingest.Upload:
     from ingest.loaders import load_bytes
 
     data = b"Harbour reopens in Vellmar\n\nThe harbour of Vellmar reopened on Monday after the storm.\n"
-    article = load_bytes(data, load.Path(name))
-    return load.Upload(name, data, article.title, article.text, article.sha256)
+    article = load_bytes(data, Path(name))
+    return load_ingest.Upload(name, data, article.title, article.text, article.sha256)
 
 
-def answer_showing(upload: load.Upload, chunk: int = 0, version: str = "", start: int = 0, end: int = 26) -> dict:
+def answer_showing(upload: load_ingest.Upload, chunk: int = 0, version: str = "", start: int = 0,
+                   end: int = 26) -> dict:
     chunk_id = f"{upload.name}#{version or upload.sha[:16]}#{chunk}"
     return {"passages": [{"chunk_id": chunk_id, "article_id": upload.name, "text": upload.text[start:end],
                           "start_char_idx": start, "end_char_idx": end, "duplicates": []}], "citations": []}
@@ -173,7 +175,7 @@ def answer_showing(upload: load.Upload, chunk: int = 0, version: str = "", start
 
 def test_the_bench_counts_an_article_shown_before_it_was_committed_as_half():
     upload = made_upload()
-    run = load.IngestRun(None, Lister(), [upload])
+    run = load_ingest.IngestRun(None, Lister(), [upload])
     run.observe(answer_showing(upload), arrived=time.monotonic())  # its upload had not begun
     upload.began = time.monotonic()
     run.observe(answer_showing(upload), arrived=time.monotonic())  # uploading, and the article list lacks it
@@ -193,7 +195,7 @@ def test_the_bench_counts_an_article_shown_before_it_was_committed_as_half():
 def test_the_bench_checks_every_passage_against_the_whole_committed_article(shown, why):
     upload = made_upload()
     upload.began, upload.ended = 1.0, 2.0
-    run = load.IngestRun(None, Lister(), [upload])
+    run = load_ingest.IngestRun(None, Lister(), [upload])
     answer = answer_showing(upload, **shown)
     run.observe(answer, arrived=3.0)
     run.lister.records.append({"article_id": upload.name, "chunks": 1, "duplicate_of": None})
@@ -201,16 +203,16 @@ def test_the_bench_checks_every_passage_against_the_whole_committed_article(show
     assert [message.split(" (")[0] for message in run.half.values()] == ([why] if why else [])
     answer = answer_showing(upload)
     answer["passages"][0]["text"] = "Harbour reopens in Vellmaz"  # not the article's text at those offsets
-    assert load.IngestRun._whole(upload.name, upload, run.lister.records[0], answer).startswith(
+    assert load_ingest.IngestRun._whole(upload.name, upload, run.lister.records[0], answer).startswith(
         "a passage that is not the article's text")
-    assert load.IngestRun._whole(upload.name, upload, None, answer) == "not in the index at the end"
+    assert load_ingest.IngestRun._whole(upload.name, upload, None, answer) == "not in the index at the end"
 
 
 def test_upload_outcomes_from_the_status_the_page_shows():
     ok = ('<div class="upload-status" role="status"><ul><li class="ok">✓ <b>a.txt</b>: added as “A &amp; B”, '
           '3 passages</li></ul></div>')
-    assert load.upload_outcome(ok) == ("added", "added as “A & B”, 3 passages", None)
+    assert load_ingest.upload_outcome(ok) == ("added", "added as “A & B”, 3 passages", None)
     renamed = '<ul><li class="ok">✓ <b>a.txt</b>: updated (saved as a-2.txt)</li></ul>'
-    assert load.upload_outcome(renamed) == ("updated", "updated (saved as a-2.txt)", "a-2.txt")
+    assert load_ingest.upload_outcome(renamed) == ("updated", "updated (saved as a-2.txt)", "a-2.txt")
     bad = '<ul><li class="bad">✗ <b>a.exe</b>: rejected: unsupported file type .exe; accepted: .txt</li></ul>'
-    assert load.upload_outcome(bad)[0:2] == ("rejected", "unsupported file type .exe; accepted: .txt")
+    assert load_ingest.upload_outcome(bad)[0:2] == ("rejected", "unsupported file type .exe; accepted: .txt")
