@@ -244,3 +244,18 @@ def test_reader_prompt_dates_the_passages_and_the_question_only_when_the_passage
     prompt = reader_prompt("Who runs Acme this week?", dated, "2022-06-17")
     assert "Title: Title\nPublished: 2022-06-15\nAcme Corp" in prompt
     assert prompt.endswith("Today is 2022-06-17.\nQuestion: Who runs Acme this week?")
+
+
+def test_ground_a_phrase_copied_from_the_headline_cites_the_headline():
+    from dataclasses import replace
+
+    headline = "Dartmouth College eliminates student loans"
+    text = f"{headline}\n\nThe school said on Monday that undergraduates will no longer need to borrow."
+    body = text.index("The school")
+    window = replace(_passages("d.txt", text, [(body, len(text))])[0], title=headline)
+    g = ground(parse_reply("ANSWER: Dartmouth College\nPASSAGE: 1"), [window], {"d.txt": text})
+    assert text[g.start:g.end] == "Dartmouth College" and text[g.sentence_start:g.sentence_end] == headline
+    elsewhere = "Other news first.\n" * 40 + text  # a headline that is not where the article begins
+    shifted = replace(window, start_char_idx=window.start_char_idx + len(elsewhere) - len(text),
+                      end_char_idx=len(elsewhere))
+    assert ground(parse_reply("ANSWER: Dartmouth College\nPASSAGE: 1"), [shifted], {"d.txt": elsewhere}) is None

@@ -264,16 +264,38 @@ def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]
            stem: Optional[Callable[[str], str]] = None) -> Optional[Grounding]:
     """Find ``reply.phrase`` in the passage the model named, else in the others; None when in none of them.
 
-    An exact match (case, quotes and spacing aside) anywhere in the passages wins; with ``stem``, a loose
-    match (:func:`find_loose`) is tried after that. When the phrase occurs several times in a passage, the
+    An exact match (case, quotes and spacing aside) anywhere in the passages wins, then one in a passage's
+    title (the headline the model is shown above it); with ``stem``, a loose match (:func:`find_loose`) is
+    tried after that. When the phrase occurs several times in a passage, the
     occurrence whose sentence shares most words with the question is taken (its sentence is the citation).
     """
     found = _ground(reply, passages, articles, question, find_phrase_all)
+    if found is None:
+        found = _ground_in_title(reply, passages, articles)
     if found is None and stem is not None:
         found = _ground(reply, passages, articles, question, lambda t, p, a, b: find_loose(t, p, a, b, stem))
         if found is not None:
             found.loose = True
     return found
+
+
+TITLE_REACH = 400  # how far into an article's text its headline is looked for
+
+
+def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> Optional[Grounding]:
+    """The phrase found in the headline of a passage's article, where the article's text begins with it (a
+    small model often copies the answer from the "Title:" line): the headline is then the cited sentence."""
+    if reply.not_found or not reply.phrase:
+        return None
+    named = reply.passage - 1 if reply.passage and 1 <= reply.passage <= len(passages) else None
+    for i in ([named] if named is not None else []) + [i for i in range(len(passages)) if i != named]:
+        title, text = passages[i].title.strip(), articles.get(passages[i].article_id)
+        start = text.find(title, 0, TITLE_REACH) if text and title else -1
+        found = find_phrase_all(text, reply.phrase, start, start + len(title)) if start >= 0 else []
+        if found:
+            (s, e), *_ = found
+            return Grounding(i, s, e, start, start + len(title), moved=i != named)
+    return None
 
 
 def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:
