@@ -76,6 +76,7 @@ class Outcome:
     user: int
     seconds: float
     error: str = ""
+    in_line: Optional[float] = None  # seconds it waited for the reader model (LLM answers; from Answer.timings)
 
 
 class Budget:
@@ -183,7 +184,8 @@ def simulate_user(user: int, asker, questions: list[str], start: int, mode: Opti
         question = (ingest.question(i) if ingest else None) or questions[i % len(questions)]
         began = time.perf_counter()
         error, answer = asker.ask(question, mode)
-        outcomes.append(Outcome(user, time.perf_counter() - began, error))
+        timings = (answer or {}).get("timings") or {}
+        outcomes.append(Outcome(user, time.perf_counter() - began, error, timings.get("queue")))
         if ingest is not None and answer is not None:
             ingest.observe(answer, time.monotonic())
         i += 1
@@ -235,6 +237,13 @@ def report(users: int, outcomes: list[Outcome], elapsed: float, rss: tuple[Optio
     worst = max(per_user, key=lambda u: percentile(per_user[u], 95) or 0.0)
     print(f"worst user    p95 {whole(percentile(per_user[worst], 95), MS)} ms (user {worst})")
     print(f"per user      min {min(counts)}  max {max(counts)} requests")
+    waits = {u: [o.in_line for o in outcomes if o.user == u and o.in_line is not None] for u in range(users)}
+    if any(waits.values()):  # fairness: the model's turns each user got, and how long each waited for them
+        turns = [len(w) for w in waits.values()]
+        everyone = [w for ws in waits.values() for w in ws]
+        longest = max(percentile(w, 95) or 0.0 for w in waits.values())
+        print(f"model turns   per user min {min(turns)}  max {max(turns)}; in line p50 {percentile(everyone, 50):.1f} s"
+              f"  p95 {percentile(everyone, 95):.1f} s  worst user's p95 {longest:.1f} s")
     start, end = rss
     growth = f"  ({(end - start) / start * 100:+.1f}%)" if start and end is not None else ""
     print(f"server RSS    start {whole(start)} MB   end {whole(end)} MB{growth}")

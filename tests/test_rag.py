@@ -247,6 +247,37 @@ def test_bm25_follows_deletes_and_adds(pipeline, services, tmp_path):
     assert all(p.article_id != article.name for p in after.passages)
 
 
+def test_questions_answer_from_the_previous_keyword_index_while_another_thread_rebuilds_it(pipeline, services,
+                                                                                          tmp_path):
+    """A write makes the BM25 index stale; while one thread rebuilds it the others do not wait for it (they
+    answer from the previous version, dense hits included), and refresh() brings in what was written."""
+    retriever = pipeline.retriever
+    before = retriever.bm25()
+    article = tmp_path / "orkney-kelp-farm.txt"
+    article.write_text("Orkney kelp farm\n\nThe Orkney kelp farm of Ishbel Tannock harvested 310 tonnes this spring.\n")
+    services.ingestor.ingest([article], progress=False)
+    try:
+        assert retriever._lock.acquire(timeout=10)  # as if another question were rebuilding it now
+        try:
+            answers: list = []
+            asker = threading.Thread(target=lambda: answers.append(pipeline.ask("How much did the Orkney kelp farm "
+                                                                                "harvest?")), daemon=True)
+            asker.start()
+            asker.join(120)
+            assert answers, "the question waited for the rebuild"  # (a wait would last as long as the lock)
+            assert retriever.bm25() is before
+            assert all(p.article_id != article.name for p in answers[0].passages)  # not even by dense search
+        finally:
+            retriever._lock.release()
+        pipeline.refresh()
+        assert retriever.bm25() is not before
+        fresh = pipeline.ask("How much did the Orkney kelp farm harvest?")
+        assert fresh.citations and fresh.citations[0].article_id == article.name and "310 tonnes" in fresh.text
+    finally:
+        services.ingestor.delete(article.name)
+        pipeline.refresh()
+
+
 def test_unpunctuated_article_quotes_a_bounded_exact_span(pipeline, services, tmp_path):
     """A one-line article without sentence punctuation (a transcript, a scraped table) is not one huge
     sentence: the quote is a short exact span around the answer."""

@@ -88,6 +88,11 @@ class Pipeline:
             except Exception as exc:  # the first question reports it, with the extractive fallback
                 log.warning("could not load the LLM at start: %s", exc)
 
+    def refresh(self) -> None:
+        """Bring the keyword index up to the latest write now. A writer in this process calls it after each
+        write: questions asked meanwhile answer from the previous version, and the next one sees the write."""
+        self.retriever.bm25(wait=True)
+
     # --- asking -------------------------------------------------------------------------------------
     def ask(
         self, question: str, *, top_k: Optional[int] = None, mode: Optional[str] = None,

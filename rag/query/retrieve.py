@@ -2,7 +2,7 @@
 
 The in-memory BM25 index (``rag.query.bm25``) is rebuilt only when the index version token changes, so it
 stays in step with every ingest, update and delete, also those made by other processes, without a rebuild per
-question. Only chunks committed in that index version (whose content hash matches their article record when
+question; while one thread rebuilds it, the others answer from the previous version. Only chunks committed in that index version (whose content hash matches their article record when
 it was read) are returned, so a half-written article is invisible; the caller re-reads the article records it
 quotes, which drops anything deleted since. Reranking is the next stage (``rag.query.rerank``).
 """
@@ -42,12 +42,26 @@ class HybridRetriever:
         self._lock = threading.Lock()
 
     # --- the BM25 side ------------------------------------------------------------------------------
-    def bm25(self) -> BM25Index:
-        """The BM25 index for the current index version (rebuilt when another write happened)."""
+    def bm25(self, wait: bool = False) -> BM25Index:
+        """The BM25 index for the current index version (rebuilt when another write happened).
+
+        While one thread rebuilds it, the others answer from the previous version instead of waiting (a
+        rebuild reads every chunk: seconds on a large index, and a stream of uploads would otherwise stall
+        every question behind one rebuild after another); that is consistent, because dense hits are kept
+        only for chunks of the BM25 index's own version. ``wait``: block until it is current (a writer in
+        this process calls that after its write, so that the next question sees what was written).
+        """
         version = self.store.version()
-        if self._bm25 is not None and version == self._version:
-            return self._bm25
-        with self._lock:
+        current = self._bm25
+        if current is not None and version == self._version:
+            return current
+        if current is not None and not wait:
+            if not self._lock.acquire(blocking=False):
+                return current  # another thread is rebuilding it: the previous version meanwhile
+        else:
+            self._lock.acquire()
+        try:
+            version = self.store.version()
             if self._bm25 is None or version != self._version:
                 started = time.perf_counter()
                 records = self.store.all_articles()
@@ -55,7 +69,9 @@ class HybridRetriever:
                 self._bm25 = BM25Index(self.store.committed_chunks(records), self.tokenizer, committed)
                 self._version = version
                 log.info("BM25 index rebuilt: %d chunks in %.2f s", len(self._bm25.rows), time.perf_counter() - started)
-        return self._bm25
+            return self._bm25
+        finally:
+            self._lock.release()
 
     # --- retrieval ----------------------------------------------------------------------------------
     def retrieve(

@@ -155,6 +155,9 @@ class Library:
                 results += added
                 if added[0][0]:  # the index changed: later names are checked against it
                     existing = {r.article_id: r for r in self.services.store.all_articles()}
+            if accepted:  # the keyword index catches up here, so questions never wait for it
+                progress(0.99, desc="Updating the search index")
+                self.services.pipeline.refresh()
             progress(1.0, desc="Done")
         return results
 
@@ -255,6 +258,8 @@ class Library:
                     staged.unlink(missing_ok=True)
                 elif staged is not None:  # the article stays: so does its file
                     os.replace(staged, copy)
+            if deleted:
+                self.services.pipeline.refresh()
         if deleted:
             message = f"Deleted “{esc(record.title if record else article_id)}” ({esc(article_id)})."
         else:
