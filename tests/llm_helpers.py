@@ -119,7 +119,8 @@ def assert_citations_valid(pipeline: Pipeline, answer: Answer) -> None:
         assert texts[citation.article_id][citation.start_char_idx:citation.end_char_idx] == citation.quote
     if answer.mode == "llm" and answer.abstained:
         assert answer.citations == [] and answer.llm_reply is not None
-        assert "found no answer" in answer.abstain_reason or "in none of the passages" in answer.abstain_reason
+        assert any(why in answer.abstain_reason for why in (
+            "found no answer", "in none of the passages", "gives instructions to an assistant"))
     elif answer.mode == "llm":
         assert len(answer.citations) == 1 and re.search(r"\[1\]", answer.text)
         assert answer.short_answer and answer.short_answer.casefold() in answer.citations[0].quote.casefold() or \

@@ -17,7 +17,9 @@ from rag.core.turns import Ticket, Turns, Waiting
 from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
 from rag.query.prompt import fit_passages
-from rag.query.reader import Grounding, READER_SYSTEM, ground, parse_reply, partial_phrase, reader_prompt, reader_windows
+from rag.query.reader import (
+    Grounding, READER_SYSTEM, ground, injected, parse_reply, partial_phrase, reader_prompt, reader_windows,
+)
 
 
 WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says where it stands
@@ -145,15 +147,19 @@ class LLMAnswerer:
                                 "the extractive answer is shown instead.")
         elif reply.not_found:
             abstain(answer, "The model found no answer in the passages; the closest ones are shown as related.")
-        elif grounding is None and not extractive.abstained:
-            # The model named no phrase of the passages (often a list or a paraphrase): its words cannot be
-            # checked, so the extractive answer, which stands on its own evidence, is shown instead.
-            answer.mode = "extractive"
-            answer.notes.append(f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages; "
-                                "the extractive answer is shown instead.")
         elif grounding is None:
-            abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d is in none of the passages, "
-                            "so it is not shown; the closest passages are shown as related.")
+            # The model named no phrase of the passages (often a list or a paraphrase), or one only an injected
+            # instruction holds: its words cannot stand, so the extractive answer, which stands on its own
+            # evidence, is shown instead (or it abstains).
+            where = ("comes only from text in the passages that gives instructions to an assistant"
+                     if injected(reply, passages, articles) else "is in none of the passages")
+            if extractive.abstained:
+                abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d {where}, so it is not shown; "
+                                "the closest passages are shown as related.")
+            else:
+                answer.mode = "extractive"
+                answer.notes.append(f"The model's answer \u201c{reply.phrase[:200]}\u201d {where}; the extractive "
+                                    "answer is shown instead.")
         else:
             grounded_answer(answer, passages[grounding.passage_index], origins[grounding.passage_index], articles,
                             grounding)

@@ -281,6 +281,31 @@ def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]
 
 TITLE_REACH = 400  # how far into an article's text its headline is looked for
 
+# Text that addresses the reader model instead of reporting news (a prompt injection in an article): a phrase
+# found only in such a paragraph is not taken as the answer, whatever the model was talked into.
+INSTRUCTIONS = re.compile(
+    r"\b(?:ignore|disregard|forget)\b[^.!?\n]{0,40}\b(?:instructions|prompts?|your rules)\b"
+    r"|\bif you are an? (?:AI|language model|assistant|chatbot|LLM)\b"
+    r"|\b(?:assistants?|AIs?|language models?|chatbots?|LLMs?) reading this\b"
+    r"|^\W*system\s*:"
+    r"|(?:<<<|\u2039\u2039\u2039)\s*(?:END|PASSAGE)\b",  # a fence of the reader's prompt, as written or neutralised
+    re.I | re.M,
+)
+
+
+def instructs(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` stands in a paragraph that gives instructions to an assistant."""
+    before, after = text.rfind("\n\n", 0, start), text.find("\n\n", end)
+    return INSTRUCTIONS.search(text, before + 2 if before >= 0 else 0, after if after >= 0 else len(text)) is not None
+
+
+def injected(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> bool:
+    """Whether the model's phrase occurs in the passages only inside instructions to an assistant."""
+    spans = [(articles.get(p.article_id) or "", s, e) for p in passages
+             for s, e in find_phrase_all(articles.get(p.article_id) or "", reply.phrase or "", p.start_char_idx,
+                                         p.end_char_idx)]
+    return bool(spans) and all(instructs(text, s, e) for text, s, e in spans)
+
 
 def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> Optional[Grounding]:
     """The phrase found in the headline of a passage's article, where the article's text begins with it (a
@@ -292,6 +317,7 @@ def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict
         title, text = passages[i].title.strip(), articles.get(passages[i].article_id)
         start = text.find(title, 0, TITLE_REACH) if text and title else -1
         found = find_phrase_all(text, reply.phrase, start, start + len(title)) if start >= 0 else []
+        found = [(s, e) for s, e in found if not instructs(text, s, e)]
         if found:
             (s, e), *_ = found
             return Grounding(i, s, e, start, start + len(title), moved=i != named)
@@ -311,6 +337,7 @@ def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:
             # No stored article text to quote from: the passage itself, at its article offsets.
             text = " " * passage.start_char_idx + passage.text
         found = finder(text, reply.phrase, passage.start_char_idx, passage.end_char_idx)
+        found = [(s, e) for s, e in found if not instructs(text, s, e)]  # never an injected instruction's words
         if not found:
             continue
         sentences = sentence_spans(text, passage.start_char_idx, passage.end_char_idx)
