@@ -50,11 +50,6 @@ class Turns:
         with self._cond:
             return len(self._line)
 
-    @property
-    def mean_turn_s(self) -> Optional[float]:
-        """The running mean of how long a turn lasts, None before the first."""
-        return self._mean_s
-
     # --- for Ticket ---------------------------------------------------------------------------------
     def _position(self, ticket: "Ticket") -> int:
         try:

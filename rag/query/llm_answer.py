@@ -8,7 +8,7 @@ combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Union
 
 from rag.core.errors import LLMError
 from rag.core.settings import Settings
@@ -27,14 +27,13 @@ WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says wh
 
 class LLMAnswerer:
     """Answers with the reader model; ``llm`` is called to get the (lazily built) LlamaIndex LLM. Questions
-    take turns at the model, first come first served (``turns``; default: ``llm_concurrency`` at once)."""
+    take turns at the model, first come first served (``turns``: ``llm_concurrency`` at once)."""
 
-    def __init__(self, settings: Settings, llm: Callable[[], object], stem: Callable[[str], str],
-                 turns: Optional[Turns] = None):
+    def __init__(self, settings: Settings, llm: Callable[[], object], stem: Callable[[str], str]):
         self.settings = settings
         self._llm = llm
         self._stem = stem
-        self.turns = turns or Turns(settings.llm_concurrency)
+        self.turns = Turns(settings.llm_concurrency)
 
     def answer(
         self, answer: Answer, extractive: ExtractiveResult, articles: dict[str, str], stream: bool

@@ -149,7 +149,9 @@ class Pipeline:
             return condense(question, history, llm=llm if free else None, **options)
 
     # --- the stages ---------------------------------------------------------------------------------
-    def _run(self, question, *, top_k, mode, history, stream, scope) -> Iterator[Union[Reading, Waiting, str, Answer]]:
+    def _run(
+        self, question, *, top_k, mode, history, stream, scope
+    ) -> Iterator[Union[Reading, Waiting, str, Answer]]:
         started = time.perf_counter()
         question, notes = clean_question(question, self.settings.max_question_chars)
         mode = self._mode(mode)

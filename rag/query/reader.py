@@ -269,6 +269,8 @@ def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]
     tried after that. When the phrase occurs several times in a passage, the
     occurrence whose sentence shares most words with the question is taken (its sentence is the citation).
     """
+    if reply.not_found or not reply.phrase:
+        return None
     found = _ground(reply, passages, articles, question, find_phrase_all)
     if found is None:
         found = _ground_in_title(reply, passages, articles)
@@ -301,19 +303,18 @@ def instructs(text: str, start: int, end: int) -> bool:
 
 def injected(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> bool:
     """Whether the model's phrase occurs in the passages only inside instructions to an assistant."""
-    spans = [(articles.get(p.article_id) or "", s, e) for p in passages
-             for s, e in find_phrase_all(articles.get(p.article_id) or "", reply.phrase or "", p.start_char_idx,
-                                         p.end_char_idx)]
+    spans = []
+    for p in passages:
+        text = articles.get(p.article_id) or ""
+        spans += [(text, s, e) for s, e in find_phrase_all(text, reply.phrase or "", p.start_char_idx, p.end_char_idx)]
     return bool(spans) and all(instructs(text, s, e) for text, s, e in spans)
 
 
 def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> Optional[Grounding]:
     """The phrase found in the headline of a passage's article, where the article's text begins with it (a
     small model often copies the answer from the "Title:" line): the headline is then the cited sentence."""
-    if reply.not_found or not reply.phrase:
-        return None
-    named = reply.passage - 1 if reply.passage and 1 <= reply.passage <= len(passages) else None
-    for i in ([named] if named is not None else []) + [i for i in range(len(passages)) if i != named]:
+    named, order = _search_order(reply, passages)
+    for i in order:
         title, text = passages[i].title.strip(), articles.get(passages[i].article_id)
         start = text.find(title, 0, TITLE_REACH) if text and title else -1
         found = find_phrase_all(text, reply.phrase, start, start + len(title)) if start >= 0 else []
@@ -324,11 +325,15 @@ def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict
     return None
 
 
-def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:
-    if reply.not_found or not reply.phrase:
-        return None
+def _search_order(reply: ReaderReply, passages: list[Passage]) -> tuple[Optional[int], list[int]]:
+    """The passage the model named (0-based, None when it named none or a wrong number), and the order to look
+    for its phrase in: that passage first, then the others."""
     named = reply.passage - 1 if reply.passage and 1 <= reply.passage <= len(passages) else None
-    order = ([named] if named is not None else []) + [i for i in range(len(passages)) if i != named]
+    return named, ([named] if named is not None else []) + [i for i in range(len(passages)) if i != named]
+
+
+def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:
+    named, order = _search_order(reply, passages)
     asked = _content_words(question)
     for i in order:
         passage = passages[i]

@@ -2,9 +2,10 @@
 
 The in-memory BM25 index (``rag.query.bm25``) is rebuilt only when the index version token changes, so it
 stays in step with every ingest, update and delete, also those made by other processes, without a rebuild per
-question; while one thread rebuilds it, the others answer from the previous version. Only chunks committed in that index version (whose content hash matches their article record when
-it was read) are returned, so a half-written article is invisible; the caller re-reads the article records it
-quotes, which drops anything deleted since. Reranking is the next stage (``rag.query.rerank``).
+question; while one thread rebuilds it, the others answer from the previous version. Only chunks committed
+in that index version (whose content hash matches their article record when it was read) are returned, so a
+half-written article is invisible; the caller re-reads the article records it quotes, which drops anything
+deleted since. Reranking is the next stage (``rag.query.rerank``).
 """
 
 from __future__ import annotations
