@@ -76,6 +76,50 @@ def test_capital_question_cites_the_1_billion_yuan_sentence(pipeline):
     assert_spans_exact(pipeline, answer)
 
 
+def test_extractive_short_answer_is_the_span_beside_the_question_words(pipeline):
+    """The short answer is the thing of the asked-for kind that stands beside the question's words, an exact
+    span of the first citation; the displayed text leads with it, and a question asking for no such kind has
+    none."""
+    who = pipeline.ask("Who founded Kindlepath?")
+    assert who.short_answer == "Oliver Strand"
+    assert who.text.startswith("Oliver Strand \u2014 ") and who.citations[0].quote in who.text
+    capital = pipeline.ask("How much capital does the joint venture start with?")
+    assert capital.short_answer in ("1 billion yuan", "$138 million")
+    for answer in (who, capital):
+        quote = answer.citations[0].quote
+        assert answer.short_answer in quote and answer.short_answer == answer.short_answer.strip(" ,.;:")
+    why = pipeline.ask("Why did the three companies form the joint venture?")
+    assert why.short_answer is None
+
+
+def test_short_answer_spans_hold_the_whole_quantity():
+    from rag.query.answer import Candidate, answer_spans
+
+    question = "How many people did the flood leave homeless?"
+    spans = answer_spans("It left about 12 million people homeless, officials said.", "number", question)
+    assert "12 million" in {"It left about 12 million people homeless, officials said."[s:e] for s, e, _ in spans}
+    money = "It paid $19 million for the painting and £322m in all."
+    found = {money[s:e] for s, e, strength in answer_spans(money, "number", "How much did it pay?") if strength == 1.0}
+    assert {"$19 million", "£322m"} <= found
+
+
+def test_short_answer_is_the_closest_thing_of_the_kind_or_none_when_two_are_close(pipeline):
+    from rag.query.answer import Candidate, short_answer
+
+    bm25 = pipeline.retriever.bm25()
+    question = "Who is the chief executive of Velorum?"
+
+    def short(sentence):
+        span = short_answer(question, Candidate(0, "x", 0, len(sentence), sentence), bm25)
+        return sentence[span[0] : span[1]] if span else None
+
+    assert short("Velorum chief executive Tomas Lindqvist met Helen Ashworth of Pennant Brewery.") == "Tomas Lindqvist"
+    assert short("On Monday, Helen Ashworth said Velorum chief executive Tomas Lindqvist would stay.") == "Tomas Lindqvist"
+    # Two names as close to the question's words: which one is meant is not clear, so no short answer.
+    assert short("On Monday, Helen Ashworth told Velorum staff Tomas Lindqvist would stay.") is None
+    assert short("Nobody from the company would comment.") is None
+
+
 def test_answer_fields_and_json(pipeline):
     answer = pipeline.ask("Who founded Kindlepath?", top_k=3)
     assert 1 <= len(answer.passages) <= 3

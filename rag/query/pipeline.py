@@ -167,7 +167,8 @@ class Pipeline:
         timings["extract"] = time.perf_counter() - t0
         answer = Answer(
             question=question, text=extractive.text, citations=extractive.citations, passages=evidence.passages,
-            abstained=extractive.abstained, mode="extractive", timings=timings, notes=notes,
+            abstained=extractive.abstained, short_answer=extractive.short_answer, mode="extractive",
+            timings=timings, notes=notes,
             retrieval_query=standalone, evidence_score=extractive.evidence_score,
             as_of=scope.as_of.isoformat(), time_scope=scope.describe(),
         )
