@@ -2,6 +2,8 @@
 
     python bench/reader_calibration.py run QA.jsonl CORPUS_DIR --out rows.jsonl [--model GGUF] [--limit N]
     python bench/reader_calibration.py fit rows.jsonl [more.jsonl ...] [--folds 5 --repeats 20]
+    RAG_ABSTAIN_THRESHOLD=-1 python -m rag eval QA.jsonl --corpus DIR --mode extractive --out report.json
+    python bench/reader_calibration.py fit-extractive report.json [more.json ...] [--threshold 0.58]
 
 ``run`` answers every question in LLM mode with the abstention threshold off (the model is always asked)
 over a cached index of CORPUS_DIR (see rag/eval/index_cache.py) and writes one JSON row per question: the
@@ -10,7 +12,8 @@ and whether it holds a gold answer. ``fit`` then chooses the evidence threshold 
 abstains without asking the model: on each training split the threshold that maximises
 (answered correctly + abstained correctly on unanswerable) / questions, scored on the held-out split, over
 all given files together (one pair of thresholds for every corpus; see ``outcome``). It prints the held-out
-figures per file.
+figures per file. ``fit-extractive`` does the same for extractive mode's one threshold (``ABSTAIN_THRESHOLD``),
+from evaluation reports run with the threshold off.
 """
 
 from __future__ import annotations
@@ -143,34 +146,103 @@ def summary(rows: list[dict], thresholds) -> dict:
     }
 
 
-def fit(args) -> int:
-    files = {Path(f).name: [json.loads(line) for line in Path(f).read_text().splitlines() if line.strip()]
-             for f in args.rows}
+def cross_validate(files: dict[str, list[dict]], choose, summarise, folds: int, repeats: int):
+    """Repeated k-fold cross-validation over the rows of all ``files`` together: ``choose(train rows)`` picks
+    thresholds, ``summarise(rows, thresholds)`` scores them. Returns the thresholds chosen on each training
+    split and, per file, its held-out figures (weighted by the held-out rows of that file)."""
     everything = [dict(r, file=name) for name, rows in files.items() for r in rows]
     rng = random.Random(0)
-    held_out: dict[str, list[dict]] = {name: [] for name in files}
+    held_out: dict[str, list[tuple[dict, int]]] = {name: [] for name in files}
     chosen = []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         order = everything[:]
         rng.shuffle(order)
-        for k in range(args.folds):
-            test = order[k:: args.folds]
+        for k in range(folds):
+            test = order[k::folds]
             train = [r for r in order if r not in test]
-            t = best_threshold(train)
+            t = choose(train)
             chosen.append(t)
             for name in files:
                 part = [r for r in test if r["file"] == name]
                 if part:
-                    held_out[name].append((summary(part, t), len(part)))
-    full = best_threshold(everything)
+                    held_out[name].append((summarise(part, t), len(part)))
+    figures = {
+        name: {key: sum(s[key] * n for s, n in parts) / sum(n for _, n in parts) for key in parts[0][0]}
+        for name, parts in held_out.items()
+    }
+    return chosen, figures
+
+
+def _print_files(files, figures, fitted) -> None:
+    for name, rows in files.items():
+        print(f"{name}: cross-validated " + ", ".join(f"{k} {v:.3f}" for k, v in figures[name].items())
+              + " | at the full-data threshold " + ", ".join(f"{k} {v:.3f}" for k, v in fitted(rows).items()))
+
+
+def fit(args) -> int:
+    files = {Path(f).name: [json.loads(line) for line in Path(f).read_text().splitlines() if line.strip()]
+             for f in args.rows}
+    chosen, figures = cross_validate(files, best_threshold, summary, args.folds, args.repeats)
+    full = best_threshold([r for rows in files.values() for r in rows])
     print(f"thresholds (abstain, override) on all rows: {full}; chosen on training splits: abstain median "
           f"{statistics.median(t[0] for t in chosen):.3f}, override median {statistics.median(t[1] for t in chosen):.2f}")
-    for name, rows in files.items():
-        weights = held_out[name]
-        cv = {key: sum(s[key] * n for s, n in weights) / sum(n for _, n in weights) for key in weights[0][0]}
-        fitted = summary(rows, full)
-        print(f"{name}: cross-validated " + ", ".join(f"{k} {v:.3f}" for k, v in cv.items())
-              + " | at the full-data threshold " + ", ".join(f"{k} {v:.3f}" for k, v in fitted.items()))
+    _print_files(files, figures, lambda rows: summary(rows, full))
+    return 0
+
+
+# --- extractive mode --------------------------------------------------------------------------------------
+def extractive_rows(report: Path) -> list[dict]:
+    """The rows of a ``rag eval --mode extractive --out`` report run with ``RAG_ABSTAIN_THRESHOLD=-1`` (so every
+    question is answered unless its evidence is about another period): evidence, answered, gold contained."""
+    rows = []
+    for q in json.loads(Path(report).read_text())["questions"]:
+        rows.append({"answerable": q["answerable"], "evidence": q["evidence_score"] or 0.0,
+                     "clash": q["abstained"], "contains": bool(q["metrics"].get("contains"))})
+    return rows
+
+
+def extractive_summary(rows: list[dict], threshold: float) -> dict:
+    """Extractive mode's figures with evidence under ``threshold`` abstaining."""
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    shown = [not r["clash"] and r["evidence"] >= threshold for r in answerable]
+    return {
+        "contains": sum(s and r["contains"] for s, r in zip(shown, answerable)) / max(1, len(answerable)),
+        "false_abstention": shown.count(False) / max(1, len(answerable)),
+        "abstained_unanswerable": sum(r["clash"] or r["evidence"] < threshold for r in unanswerable)
+        / max(1, len(unanswerable)),
+    }
+
+
+def best_extractive_threshold(rows: list[dict]) -> float:
+    """The threshold that maximises the mean over corpora of (answered with a gold answer + unanswerable
+    abstained) / questions: each corpus counts the same, however many questions it has."""
+    corpora = {r["file"] for r in rows}
+
+    def right(t):
+        total = 0.0
+        for name in corpora:
+            part = [r for r in rows if r["file"] == name]
+            s = extractive_summary(part, t)
+            answerable = sum(r["answerable"] for r in part)
+            total += (s["contains"] * answerable + s["abstained_unanswerable"] * (len(part) - answerable)) / len(part)
+        return total
+
+    return max(sorted({round(r["evidence"], 3) for r in rows} | {0.0}), key=lambda t: (right(t), -t))
+
+
+def fit_extractive(args) -> int:
+    files = {Path(f).name: extractive_rows(Path(f)) for f in args.reports}
+    tagged = {name: [dict(r, file=name) for r in rows] for name, rows in files.items()}
+    chosen, figures = cross_validate(tagged, best_extractive_threshold, extractive_summary, args.folds, args.repeats)
+    full = best_extractive_threshold([r for rows in tagged.values() for r in rows])
+    print(f"extractive threshold on all rows: {full:.3f}; chosen on training splits: median "
+          f"{statistics.median(chosen):.3f} (range {min(chosen):.3f}-{max(chosen):.3f})")
+    _print_files(files, figures, lambda rows: extractive_summary(rows, full))
+    if args.threshold is not None:
+        for name, rows in files.items():
+            print(f"{name} at {args.threshold}: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in extractive_summary(rows, args.threshold).items()))
     return 0
 
 
@@ -187,8 +259,14 @@ def main(argv=None) -> int:
     f.add_argument("rows", nargs="+")
     f.add_argument("--folds", type=int, default=5)
     f.add_argument("--repeats", type=int, default=20)
+    e = sub.add_parser("fit-extractive", help="cross-validate extractive mode's abstention threshold over "
+                       "`rag eval --mode extractive --out` reports run with RAG_ABSTAIN_THRESHOLD=-1")
+    e.add_argument("reports", nargs="+")
+    e.add_argument("--folds", type=int, default=5)
+    e.add_argument("--repeats", type=int, default=20)
+    e.add_argument("--threshold", type=float, default=None, help="also show the figures at this threshold")
     args = parser.parse_args(argv)
-    return run(args) if args.command == "run" else fit(args)
+    return {"run": run, "fit": fit, "fit-extractive": fit_extractive}[args.command](args)
 
 
 if __name__ == "__main__":
