@@ -289,3 +289,32 @@ def test_a_model_talked_into_an_injected_answer_is_not_believed(tmp_path, embedd
     shown = " ".join([answer.text, answer.short_answer or ""] + [c.quote for c in answer.citations])
     assert "PWNED" not in shown, answer.text
     assert any("gives instructions to an assistant" in n for n in answer.notes + [answer.abstain_reason]), answer
+
+
+# --- the reader keeps to the week asked about ------------------------------------------------------------------
+def test_a_this_week_question_is_read_only_from_that_weeks_articles(tmp_path, embedder):
+    """Two stories answer the ferry question, published in June and in May: asked "this week" as of 17 June,
+    the model reads only June's; without time words it reads both; with no story in the week, what there is."""
+    from tests import dated
+    from tests.conftest import make_settings
+
+    llm = ScriptedLLM(reply="ANSWER: 12,400\nPASSAGE: 1")
+    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0)
+    services = open_services(settings, llm=llm, embedder=embedder)
+    dated.build_dated_index(services, tmp_path / "corpus")
+    pipe = services.pipeline
+    this_week = dated.QUESTION.rstrip("?") + " this week?"
+
+    def read(question: str, as_of: str) -> tuple[str, Answer]:
+        llm.prompts.clear()
+        answer = pipe.ask(question, mode="llm", as_of=as_of)
+        return llm.prompts[-1], answer
+
+    prompt, answer = read(this_week, "2022-06-17")
+    assert "12,400" in prompt and "9,800" not in prompt
+    assert answer.mode == "llm" and answer.citations[0].article_id == dated.NEWER
+    assert dated.OLDER in {p.article_id for p in answer.passages}  # retrieved, shown as a passage, not read
+    prompt, _ = read(dated.QUESTION, "2022-06-17")
+    assert "12,400" in prompt and "9,800" in prompt
+    prompt, _ = read(this_week, "2022-08-30")  # neither story is from that week: both are read
+    assert "12,400" in prompt and "9,800" in prompt

@@ -177,7 +177,7 @@ class Pipeline:
             if extractive.clash:
                 answer.abstain_reason += f" The closest passage is about {extractive.clash}."
         if mode == "llm":
-            yield from self.reader.answer(answer, extractive, evidence.articles, stream)
+            yield from self.reader.answer(answer, extractive, evidence.articles, stream, scope)
         elif stream:
             yield answer.text
         timings["total"] = time.perf_counter() - started

@@ -55,6 +55,15 @@ class Scope:
             return 1.0 if published in self.window else OUT_OF_WINDOW_WEIGHT
         return 1.0 if self.as_of - published <= timedelta(days=RECENT_DAYS) else STALE_WEIGHT
 
+    def in_window(self, published: str) -> Optional[bool]:
+        """Whether an article published on ``published`` (ISO; "" when unknown) lies in the window of the
+        question's time words; None without time words or when undated (nothing says either way)."""
+        try:
+            day = parse_date(published)
+        except ValueError:
+            day = None
+        return None if self.window is None or day is None else day in self.window
+
     def describe(self) -> str:
         """The scope in words, for the answer ("" when nothing narrows or prefers)."""
         parts = []
