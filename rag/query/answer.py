@@ -345,8 +345,8 @@ def closeness(sentence: str, start: int, end: int, weights: dict[str, float], st
     """How close the question's words stand to ``sentence[start:end]``: each question term within
     PROXIMITY_WORDS words of it counts its share of the question (``weights``) divided by its distance in words.
 
-    In "CATL will hold 51%, followed by BAIC with 39%", "BAIC" is one word from 39% and four from 51%: of
-    several things of a kind in one sentence, the answer is the one its subject stands right beside.
+    In "Euronext chief Jean-Francois Theodore held talks with LSE boss Clara Furse", asked who runs Euronext:
+    of several things of a kind in one sentence, the answer is the one the question's words stand beside.
     """
     words = list(WORD.finditer(sentence))
     inside = [i for i, m in enumerate(words) if m.start() < end and m.end() > start]
