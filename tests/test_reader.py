@@ -294,12 +294,13 @@ def test_a_model_talked_into_an_injected_answer_is_not_believed(tmp_path, embedd
 # --- the reader keeps to the week asked about ------------------------------------------------------------------
 def test_a_this_week_question_is_read_only_from_that_weeks_articles(tmp_path, embedder):
     """Two stories answer the ferry question, published in June and in May: asked "this week" as of 17 June,
-    the model reads only June's; without time words it reads both; with no story in the week, what there is."""
+    the model reads only June's, and the extractive answer quotes only June's, even where May's matches the
+    question's words better; without time words both are read; with no story in the week, what there is."""
     from tests import dated
     from tests.conftest import make_settings
 
     llm = ScriptedLLM(reply="ANSWER: 12,400\nPASSAGE: 1")
-    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0)
+    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0, abstain_threshold=-1.0)  # tiny index
     services = open_services(settings, llm=llm, embedder=embedder)
     dated.build_dated_index(services, tmp_path / "corpus")
     pipe = services.pipeline
@@ -318,3 +319,8 @@ def test_a_this_week_question_is_read_only_from_that_weeks_articles(tmp_path, em
     assert "12,400" in prompt and "9,800" in prompt
     prompt, _ = read(this_week, "2022-08-30")  # neither story is from that week: both are read
     assert "12,400" in prompt and "9,800" in prompt
+    repairs = "How many passengers did the Larkspur ferry carry while repairs to the northern pier kept a boat in port"
+    assert pipe.ask(repairs + "?", mode="extractive", as_of="2022-06-17").citations[0].article_id == dated.OLDER
+    answer = pipe.ask(repairs + " this week?", mode="extractive", as_of="2022-06-17")
+    assert answer.citations[0].article_id == dated.NEWER and "12,400" in answer.text
+    assert dated.OLDER in {p.article_id for p in answer.passages}

@@ -85,5 +85,20 @@ def test_preference_for_the_window_and_for_recent_news():
     assert plain.describe() == ""
 
 
+def test_a_question_with_time_words_is_answered_from_its_window_when_an_article_is_in_it():
+    from rag.core.types import Passage
+
+    def passage(published: str) -> Passage:
+        return Passage("c", "a.txt", "Title", "a.txt", "text", 0, 4, 0.5, published=published)
+
+    week = build_scope("Who won this week?", as_of=AS_OF)
+    old, new, undated = passage("2022-05-01"), passage("2022-06-12"), passage("")
+    assert week.in_window("2022-06-12") is True and week.in_window("2022-05-01") is False
+    assert week.in_window("") is None and week.in_window("not a date") is None
+    assert week.answerable_from([old, new, undated]) == {1, 2}  # the old story is shown, not answered from
+    assert week.answerable_from([old, undated]) is None  # none known to be in the week: all of them
+    assert build_scope("Who won?", as_of=AS_OF).answerable_from([old, new]) is None  # no time words
+
+
 def test_default_as_of_is_today():
     assert build_scope("Who won?").as_of == date.today()

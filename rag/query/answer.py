@@ -218,9 +218,10 @@ FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (t
 
 def candidate_sentences(
     question: str, passages: list[Passage], articles: dict[str, str], bm25: BM25Index,
-    sentences: Optional[dict[str, list[tuple[int, int, int]]]] = None,
+    sentences: Optional[dict[str, list[tuple[int, int, int]]]] = None, only: Optional[set[int]] = None,
 ) -> list[Candidate]:
-    """Sentences of (and just after) the passages, with every feature but meaning.
+    """Sentences of (and just after) the passages (those whose indexes are in ``only``, when given), with every
+    feature but meaning.
 
     ``sentences``: the sentence spans of articles as stored at ingest (articles absent from it are split here).
     """
@@ -231,7 +232,7 @@ def candidate_sentences(
     # Sentences are split once per article, over the lines that hold all of its passages.
     lines = {
         index: _candidate_lines(articles[p.article_id], p)
-        for index, p in enumerate(passages) if p.article_id in articles
+        for index, p in enumerate(passages) if p.article_id in articles and (only is None or index in only)
     }
     ranges: dict[str, tuple[int, int]] = {}
     for index, (a, b) in lines.items():
@@ -381,18 +382,20 @@ def extract_answer(
     question_embedding: Optional[list[float]] = None,
     sentence_vectors: Optional[SentenceVectors] = None,
     sentences: Optional[dict[str, list[tuple[int, int, int]]]] = None,
+    only: Optional[set[int]] = None,
 ) -> ExtractiveResult:
     """Select answer sentences from ``passages`` (``articles`` maps article id to its full text; ``sentences``
-    and ``sentence_vectors`` give what the index stores about its sentences)."""
+    and ``sentence_vectors`` give what the index stores about its sentences; ``only``: the indexes of the
+    passages the answer may come from, default all)."""
     q_vec = question_embedding if question_embedding is not None else embedder.embed_query(question)
     candidates = score_candidates(
-        candidate_sentences(question, passages, articles, bm25, sentences), q_vec, embedder,
+        candidate_sentences(question, passages, articles, bm25, sentences, only), q_vec, embedder,
         sentence_vectors=sentence_vectors,
     )
     if not candidates:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)
     best = candidates[0]
-    evidence = evidence_score(best, passages)
+    evidence = evidence_score(best, [p for i, p in enumerate(passages) if only is None or i in only])
     ranked = [c for c in candidates if not c.clash]
     # When the best match is about another year or quarter than the one asked about, the articles cover the
     # story but not the period asked ("profit in the three months to December" for "profit in the first

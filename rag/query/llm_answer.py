@@ -8,19 +8,18 @@ combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Union
 
 from rag.core.errors import LLMError
 from rag.core.settings import Settings
 from rag.core.text import ABSTAIN_TEXT, NO_ANSWER
 from rag.core.turns import Ticket, Turns, Waiting
 from rag.core.types import Answer, Citation, Passage, Reading
-from rag.query.answer import Candidate, ExtractiveResult
+from rag.query.answer import ExtractiveResult
 from rag.query.prompt import fit_passages
 from rag.query.reader import (
     Grounding, READER_SYSTEM, ground, injected, parse_reply, partial_phrase, reader_prompt, reader_windows,
 )
-from rag.query.scope import Scope
 
 
 WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says where it stands
@@ -37,8 +36,7 @@ class LLMAnswerer:
         self.turns = Turns(settings.llm_concurrency)
 
     def answer(
-        self, answer: Answer, extractive: ExtractiveResult, articles: dict[str, str], stream: bool,
-        scope: Optional[Scope] = None,
+        self, answer: Answer, extractive: ExtractiveResult, articles: dict[str, str], stream: bool
     ) -> Iterator[Union[Reading, Waiting, str]]:
         """Fill ``answer`` from the model's reply; when streaming, yield a :class:`Reading` with the passages the
         model is given, a :class:`Waiting` every second while other questions hold the model, then the answer
@@ -54,8 +52,7 @@ class LLMAnswerer:
                 yield answer.text
             return
         t0 = time.perf_counter()
-        windows = reader_windows(self.readable(extractive.candidates, answer.passages, scope), answer.passages,
-                                 articles, settings.llm_passages)
+        windows = reader_windows(extractive.candidates, answer.passages, articles, settings.llm_passages)
         passages = fit_passages(
             [w for w, _ in windows], READER_SYSTEM + answer.retrieval_query, settings.llm_context_window,
             settings.llm_max_tokens,
@@ -89,20 +86,6 @@ class LLMAnswerer:
         self.judge(answer, extractive, reply_text, passages, origins, articles)
         if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
             yield answer.text
-
-    @staticmethod
-    def readable(candidates: list[Candidate], passages: list[Passage], scope: Optional[Scope]) -> list[Candidate]:
-        """The candidate sentences the model may read: for a question whose time words point to a window
-        ("this week"), only those of articles published in it (and undated ones), when any is known to be in
-        it. A story published before the week asked about cannot report that week's news, and the small model,
-        shown one, often answers from it (last winter's box-office hit for "this week"). Retrieval only prefers
-        the window (its ranking also decides abstention); the reader is kept to it."""
-        if scope is None or scope.window is None:
-            return candidates
-        where = [scope.in_window(passages[c.passage_index].published) for c in candidates]
-        if True not in where:
-            return candidates
-        return [c for c, inside in zip(candidates, where) if inside is not False]
 
     def _wait_for_turn(self, ticket: Ticket, stream: bool, timings: dict[str, float]) -> Iterator[Waiting]:
         """Block until ``ticket`` holds a turn at the model; when streaming, yield where it stands meanwhile.

@@ -163,7 +163,7 @@ class Pipeline:
         scope = build_scope(standalone, **scope)
         evidence = self.retrieve(standalone, top_k, timings, scope)
         t0 = time.perf_counter()
-        extractive = self.extract(standalone, evidence)
+        extractive = self.extract(standalone, evidence, scope)
         timings["extract"] = time.perf_counter() - t0
         answer = Answer(
             question=question, text=extractive.text, citations=extractive.citations, passages=evidence.passages,
@@ -177,7 +177,7 @@ class Pipeline:
             if extractive.clash:
                 answer.abstain_reason += f" The closest passage is about {extractive.clash}."
         if mode == "llm":
-            yield from self.reader.answer(answer, extractive, evidence.articles, stream, scope)
+            yield from self.reader.answer(answer, extractive, evidence.articles, stream)
         elif stream:
             yield answer.text
         timings["total"] = time.perf_counter() - started
@@ -211,14 +211,17 @@ class Pipeline:
         timings["retrieve"] = sum(timings[k] for k in ("embed", "dense", "bm25", "fuse", "rerank"))
         return Evidence(passages, records, bm25, q_vec)
 
-    def extract(self, question: str, evidence: Evidence) -> ExtractiveResult:
-        """The extract stage: score the passages' sentences and decide whether they answer."""
+    def extract(self, question: str, evidence: Evidence, scope: Optional[Scope] = None) -> ExtractiveResult:
+        """The extract stage: score the passages' sentences and decide whether they answer; with ``scope``, only
+        from the passages it lets answer (a "this week" question: that week's articles, when any is among them).
+        In LLM mode the model reads the best of these sentences."""
         records = evidence.records
         return extract_answer(
             question, evidence.passages, evidence.articles, embedder=self.embedder, bm25=evidence.bm25,
             threshold=self.settings.abstain_threshold, question_embedding=evidence.question_embedding,
             sentence_vectors=lambda keys: self._stored_sentence_vectors(keys, records),
             sentences={r.article_id: r.sentences for r in records.values()},
+            only=scope.answerable_from(evidence.passages) if scope is not None else None,
         )
 
     def _stored_sentence_vectors(self, keys: list[tuple[str, int]], records: dict[str, ArticleRecord]) -> dict:

@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 from rag.core.calibration import OUT_OF_WINDOW_WEIGHT, RECENT_DAYS, STALE_WEIGHT
 from rag.core.errors import InvalidQuestion
 from rag.core.timewords import DateLike, Window, parse_date, question_window
+from rag.core.types import Passage
 from rag.index.store import ArticleRecord
 
 
@@ -63,6 +64,20 @@ class Scope:
         except ValueError:
             day = None
         return None if self.window is None or day is None else day in self.window
+
+    def answerable_from(self, passages: list[Passage]) -> Optional[set[int]]:
+        """Indexes of ``passages`` the answer may come from: for a question whose time words point to a window
+        ("this week"), those of articles published in it (and undated ones), when any is known to be in it;
+        None (all of them) otherwise.
+
+        A story published before the week asked about cannot report that week's news, yet it often matches
+        the question's words best (last winter's box-office hit for "which movie tops the box office this
+        week"). Retrieval only prefers the window, so the other passages are still shown as related.
+        """
+        where = [self.in_window(p.published) for p in passages]
+        if True not in where:
+            return None
+        return {i for i, inside in enumerate(where) if inside is not False}
 
     def describe(self) -> str:
         """The scope in words, for the answer ("" when nothing narrows or prefers)."""
