@@ -233,9 +233,8 @@ def best_extractive_threshold(rows: list[dict]) -> float:
 
 def fit_extractive(args) -> int:
     files = {Path(f).name: extractive_rows(Path(f)) for f in args.reports}
-    tagged = {name: [dict(r, file=name) for r in rows] for name, rows in files.items()}
-    chosen, figures = cross_validate(tagged, best_extractive_threshold, extractive_summary, args.folds, args.repeats)
-    full = best_extractive_threshold([r for rows in tagged.values() for r in rows])
+    chosen, figures = cross_validate(files, best_extractive_threshold, extractive_summary, args.folds, args.repeats)
+    full = best_extractive_threshold([dict(r, file=name) for name, rows in files.items() for r in rows])
     print(f"extractive threshold on all rows: {full:.3f}; chosen on training splits: median "
           f"{statistics.median(chosen):.3f} (range {min(chosen):.3f}-{max(chosen):.3f})")
     _print_files(files, figures, lambda rows: extractive_summary(rows, full))

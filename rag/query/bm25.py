@@ -48,7 +48,7 @@ class BM25Index:
     def __init__(self, rows: list[ChunkRecord], tokenizer: Tokenizer, articles: Iterable[ArticleRecord] = ()):
         import bm25s
 
-        self.published: dict[str, Optional[date]] = {r.article_id: published_date(r) for r in articles}
+        self.published: dict[str, Optional[date]] = {r.article_id: published_date(r.published) for r in articles}
         self.site: dict[str, str] = {r.article_id: r.site for r in articles}
         self.latest: Optional[date] = max(filter(None, self.published.values()), default=None)
         self.rows = rows

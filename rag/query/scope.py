@@ -19,7 +19,6 @@ from rag.core.calibration import OUT_OF_WINDOW_WEIGHT, RECENT_DAYS, STALE_WEIGHT
 from rag.core.errors import InvalidQuestion
 from rag.core.timewords import DateLike, Window, parse_date, question_window
 from rag.core.types import Passage
-from rag.index.store import ArticleRecord
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,7 @@ class Scope:
     def in_window(self, published: str) -> Optional[bool]:
         """Whether an article published on ``published`` (ISO; "" when unknown) lies in the window of the
         question's time words; None without time words or when undated (nothing says either way)."""
-        try:
-            day = parse_date(published)
-        except ValueError:
-            day = None
+        day = published_date(published)
         return None if self.window is None or day is None else day in self.window
 
     def answerable_from(self, passages: list[Passage]) -> Optional[set[int]]:
@@ -111,9 +107,10 @@ def build_scope(
     return Scope(day, since_day, until_day, names, question_window(question, day))
 
 
-def published_date(record: ArticleRecord) -> Optional[date]:
-    """``record``'s publish date (None when unknown)."""
+def published_date(published: str) -> Optional[date]:
+    """A stored publish date (``ArticleRecord.published``, ``Passage.published``: ISO, "" when unknown) as a
+    date; None when unknown."""
     try:
-        return parse_date(record.published)
+        return parse_date(published)
     except ValueError:  # ingestion stores ISO dates only; anything else counts as undated
         return None
