@@ -8,10 +8,12 @@
 ``run`` answers every question in LLM mode with the abstention threshold off (the model is always asked)
 over a cached index of CORPUS_DIR (see rag/eval/index_cache.py) and writes one JSON row per question: the
 retrieval evidence score, the model's raw reply, whether its phrase was found in a passage, the answer,
-and whether it holds a gold answer. ``fit`` then chooses the evidence threshold under which LLM mode
-abstains without asking the model: on each training split the threshold that maximises
+and whether it holds a gold answer (a NOT FOUND is always asked again, the reply begun as "ANSWER:").
+``fit`` then chooses LLM mode's three evidence thresholds (see ``outcome``): under which it abstains without
+asking the model, from which a NOT FOUND gives way to the extractive answer, and from which a NOT FOUND is
+asked again. On each training split it takes the thresholds that maximise
 (answered correctly + abstained correctly on unanswerable) / questions, scored on the held-out split, over
-all given files together (one pair of thresholds for every corpus; see ``outcome``). It prints the held-out
+all given files together (one set of thresholds for every corpus). It prints the held-out
 figures per file. ``fit-extractive`` does the same for extractive mode's one threshold (``ABSTAIN_THRESHOLD``),
 from evaluation reports run with the threshold off.
 """
@@ -46,6 +48,8 @@ def holds_gold(text: str, golds: list[str]) -> bool:
 
 def signals(pipeline, q: dict, llm_passages: int) -> dict:
     """One question's row: the LLM-mode answer and its signals, and the extractive answer beside it."""
+    from rag.query.llm_answer import REASK_NOTE
+
     started = time.perf_counter()
     as_of = q.get("question_date")  # asked as of its date, as `rag eval` asks it
     answer = pipeline.ask(q["question"], mode="llm", as_of=as_of)
@@ -70,6 +74,8 @@ def signals(pipeline, q: dict, llm_passages: int) -> dict:
         "ex_contains": (not extractive.abstained) and holds_gold(extractive.text, golds),
         "ungrounded": any("in none of the passages" in n for n in said),
         "not_found": any("found no answer" in n for n in said),
+        # NOT FOUND, then, asked again with the reply begun, a phrase found in the passages (which is the answer)
+        "reasked": REASK_NOTE in answer.notes,
     }
 
 
@@ -78,7 +84,7 @@ def run(args) -> int:
     from rag.core.settings import Settings
     from rag.eval.index_cache import cached_index, sidecar_manifest
 
-    overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0}
+    overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0, "llm_reask_threshold": -1.0}
     if args.model:
         overrides["llm_model_path"] = args.model
     corpus = Path(args.corpus)  # with its manifest of publish dates, as `rag eval --corpus` indexes it
@@ -98,18 +104,22 @@ def run(args) -> int:
     return 0
 
 
-def outcome(row: dict, thresholds: tuple[float, float]) -> dict:
-    """The row's result under LLM mode's decision rule with ``thresholds`` = (abstain, override):
+def outcome(row: dict, thresholds: tuple[float, float, float]) -> dict:
+    """The row's result under LLM mode's decision rule with ``thresholds`` = (abstain, override, reask):
 
     - retrieval evidence under ``abstain``: abstain without asking the model;
     - a phrase found in the passages: the model's answer;
-    - NOT FOUND: abstain, unless the evidence reaches ``override`` and the extractive answer has enough
-      evidence of its own (then that answer is shown: a small model says NOT FOUND too readily);
+    - NOT FOUND with evidence from ``reask`` on: the model is asked again with its reply begun as "ANSWER:";
+      the phrase it then names is the answer when it is found in the passages;
+    - otherwise NOT FOUND: abstain, unless the evidence reaches ``override`` and the extractive answer has
+      enough evidence of its own (then that answer is shown: a small model says NOT FOUND too readily);
     - a phrase found nowhere: the extractive answer if it has enough evidence, else abstain.
     """
-    abstain, override = thresholds
+    abstain, override, reask = thresholds
     if row["evidence"] < abstain or (row["abstained"] and not row["not_found"] and not row["ungrounded"]):
         shown = None
+    elif row["not_found"] and row.get("reasked") and row["evidence"] >= reask:
+        shown = "llm"
     elif row["not_found"]:
         shown = "extractive" if row["evidence"] >= override and not row["ex_abstained"] else None
     elif row["ungrounded"]:
@@ -127,12 +137,40 @@ def score(rows: list[dict], thresholds) -> float:
 
 
 OVERRIDES = [round(0.5 + 0.05 * i, 2) for i in range(12)] + [9.9]  # 9.9: NOT FOUND always abstains
+REASKS = [round(0.5 + 0.05 * i, 2) for i in range(10)] + [9.9]  # 9.9: NOT FOUND is never asked again
 
 
-def best_threshold(rows: list[dict]) -> tuple[float, float]:
+def best_threshold(rows: list[dict]) -> tuple[float, float, float]:
+    """The (abstain, override, reask) thresholds that maximise :func:`score` on ``rows``; ties go to the lowest
+    abstain and the highest override and reask thresholds.
+
+    The grid holds some 10,000 points and cross-validation fits it 100 times, so :func:`outcome` is evaluated
+    here with numpy over all rows and all abstain thresholds at once; it gives :func:`score` of each point.
+    """
+    import numpy as np
+
     candidates = sorted({round(r["evidence"], 3) for r in rows if r["evidence"] < 0.7} | {0.0})
-    grid = [(a, o) for a in candidates for o in OVERRIDES]
-    return max(grid, key=lambda t: (score(rows, t), -t[0], t[1]))
+    col = {k: np.array([bool(r.get(k)) for r in rows]) for k in (
+        "answerable", "abstained", "not_found", "ungrounded", "reasked", "contains", "ex_abstained", "ex_contains")}
+    evidence = np.array([r["evidence"] for r in rows])
+    asked = evidence[None, :] >= np.array(candidates)[:, None]  # per abstain threshold: the model was asked
+    asked &= ~(col["abstained"] & ~col["not_found"] & ~col["ungrounded"])
+    best, best_key = None, None
+    for o in OVERRIDES:
+        for r in REASKS:
+            reasked = col["not_found"] & col["reasked"] & (evidence >= r)
+            extractive_nf = col["not_found"] & ~reasked & (evidence >= o) & ~col["ex_abstained"]
+            llm = ~col["not_found"] & ~col["ungrounded"] | reasked
+            extractive = extractive_nf | col["ungrounded"] & ~col["ex_abstained"]
+            right_if_shown = np.where(llm, col["contains"], np.where(extractive, col["ex_contains"], False))
+            shown_any = llm | extractive
+            correct = np.where(col["answerable"], asked & shown_any & right_if_shown, ~(asked & shown_any))
+            totals = correct.sum(axis=1)
+            for i, a in enumerate(candidates):
+                key = (int(totals[i]), -a, o, r)
+                if best_key is None or key > best_key:
+                    best, best_key = (a, o, r), key
+    return best
 
 
 def summary(rows: list[dict], thresholds) -> dict:
@@ -184,8 +222,10 @@ def fit(args) -> int:
              for f in args.rows}
     chosen, figures = cross_validate(files, best_threshold, summary, args.folds, args.repeats)
     full = best_threshold([r for rows in files.values() for r in rows])
-    print(f"thresholds (abstain, override) on all rows: {full}; chosen on training splits: abstain median "
-          f"{statistics.median(t[0] for t in chosen):.3f}, override median {statistics.median(t[1] for t in chosen):.2f}")
+    print(f"thresholds (abstain, override, reask) on all rows: {full}; chosen on training splits: abstain median "
+          f"{statistics.median(t[0] for t in chosen):.3f}, override median {statistics.median(t[1] for t in chosen):.2f}, "
+          f"reask median {statistics.median(t[2] for t in chosen):.2f} (range {min(t[2] for t in chosen)}-"
+          f"{max(t[2] for t in chosen)})")
     _print_files(files, figures, lambda rows: summary(rows, full))
     return 0
 

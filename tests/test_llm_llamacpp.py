@@ -84,6 +84,25 @@ def test_llamacpp_deadline_and_context_overflow(index_dir, embedder):
 
 @pytest.mark.llm
 @needs_gguf
+def test_llamacpp_continues_a_reply_begun_for_it():
+    """``continue_chat`` completes the open assistant turn from the prefix: the prompt the model evaluated is the
+    chat rendered by its template with the prefix after it, and the turn is never closed and opened again."""
+    from llama_index.core.llms import ChatMessage
+
+    llm = build_llm(settings(llm="llamacpp", llm_threads=1, llm_max_tokens=12))
+    messages = [ChatMessage(role="system", content="Reply with ANSWER: and one word."),
+                ChatMessage(role="user", content="Which colour is the sky on a clear day?")]
+    reply = llm.continue_chat(messages, "ANSWER:")
+    assert reply.startswith("ANSWER:") and "<|im_" not in reply
+    model = llm._model
+    evaluated = model.detokenize(list(model.input_ids[: model.n_tokens]), special=True).decode(errors="replace")
+    begun = llm.messages_to_prompt(messages) + "ANSWER:"
+    assert begun.endswith("<|im_start|>assistant\nANSWER:") and begun in evaluated
+    assert "<|im_start|>" not in evaluated.split(begun, 1)[1]
+
+
+@pytest.mark.llm
+@needs_gguf
 def test_llamacpp_extra_buffers_setting():
     """RAG_LLM_EXTRA_BUFFERS decides for our model alone: llama.cpp's own defaults stay as they are."""
     import llama_cpp

@@ -13,6 +13,7 @@ from llama_index.core.llms import CompletionResponse
 from rag import Answer, Pipeline
 from rag.app import open_services
 from rag.core.text import ABSTAIN_TEXT
+from rag.query.llm_answer import REASK_NOTE
 from rag.query.reader import find_phrase, ground, parse_reply, partial_phrase
 from rag.core.settings import PROJECT_ROOT
 from rag.core.types import Passage
@@ -167,6 +168,49 @@ def test_llm_not_found_gives_way_to_strong_extractive_evidence(seed_pipeline):
     assert answer.evidence_score >= 0.7
     assert answer.mode == "extractive" and not answer.abstained and answer.citations[0].quote == MAJORITY
     assert any("found no answer" in n and "extractive answer is shown" in n for n in answer.notes)
+
+
+class ScriptedReasker(ScriptedLLM):
+    """A scripted LLM that, like llama.cpp, can be made to begin its reply: ``again`` follows the prefix."""
+
+    again: str = ""
+    continued: list = []
+
+    def continue_chat(self, messages, prefix: str) -> str:
+        self.continued.append(([m.content for m in messages], prefix))
+        return prefix + self.again
+
+
+def reasking(pipeline: Pipeline, again: str, **fields) -> Pipeline:
+    cfg = pipeline.settings.model_copy(update={"llm_not_found_override": 9.9, **fields})
+    return Pipeline(cfg, llm=ScriptedReasker(reply="NOT FOUND", again=again, continued=[]),
+                    embedder=pipeline.embedder)
+
+
+def test_llm_not_found_asked_again_answers_with_the_phrase_it_then_names(seed_pipeline):
+    pipe = reasking(seed_pipeline, " CATL\nPASSAGE: 1", llm_reask_threshold=0.0)
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.mode == "llm" and not answer.abstained
+    assert answer.short_answer == "CATL" and answer.citations[0].quote == MAJORITY
+    assert REASK_NOTE in answer.notes
+    assert answer.llm_reply.startswith("NOT FOUND\n") and answer.llm_reply.endswith("ANSWER: CATL\nPASSAGE: 1")
+    _assert_exact(pipe, answer)
+    # asked again with the very same chat (rules and passages), the reply begun as "ANSWER:"
+    (contents, prefix), = pipe.llm.continued
+    assert prefix == "ANSWER:" and contents[1] in pipe.llm.prompts[-1]
+
+
+def test_llm_not_found_asked_again_still_abstains_on_a_phrase_the_passages_lack(seed_pipeline):
+    answer = reasking(seed_pipeline, " Tesla\nPASSAGE: 1", llm_reask_threshold=0.0).ask(
+        "Who holds the majority stake?", mode="llm")
+    assert answer.abstained and answer.citations == [] and "found no answer" in answer.abstain_reason
+    assert REASK_NOTE not in answer.notes and "Tesla" in answer.llm_reply
+
+
+def test_llm_not_found_is_not_asked_again_under_the_reask_threshold(seed_pipeline):
+    pipe = reasking(seed_pipeline, " CATL\nPASSAGE: 1", llm_reask_threshold=9.9)
+    answer = pipe.ask("Who holds the majority stake?", mode="llm")
+    assert answer.abstained and pipe.llm.continued == [] and answer.llm_reply == "NOT FOUND"
 
 
 def test_llm_weak_evidence_abstains_without_asking_the_model(seed_pipeline):

