@@ -25,7 +25,7 @@ from rag.query.reader import (
 
 WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says where it stands
 REPLY_START = "ANSWER:"  # what a reply asked again after NOT FOUND is made to begin with
-REASKED = "--- asked again, the reply begun as ANSWER: ---"  # between the two replies in Answer.llm_reply
+REASKED = "--- asked again, the reply begun for it ---"  # between the two replies in Answer.llm_reply
 REASK_NOTE = ("The model first found no answer; asked again for its best phrase, it named one that the passages "
               "hold, shown here.")
 
