@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import llama_cpp.llama_cpp as native
 from llama_cpp import Llama
@@ -170,12 +170,12 @@ class GGUFLlamaCPP(LlamaCPP):
             lambda chunk: (chunk["choices"][0].get("delta") or {}).get("content") or "",
         )
 
-    def _completion_deltas(self, prompt: str, formatted: bool) -> Iterator[str]:
+    def _completion_deltas(self, prompt: str, formatted: bool, stop: Optional[list[str]] = None) -> Iterator[str]:
         if not formatted:  # a bare instruction (e.g. condensing a follow-up): a one-message chat
             return self._chat_deltas([ChatMessage(role="user", content=prompt)])
         return self._generate(
             lambda: self._model.create_completion(
-                prompt=prompt, stream=True, temperature=self.temperature, max_tokens=self.max_new_tokens
+                prompt=prompt, stream=True, temperature=self.temperature, max_tokens=self.max_new_tokens, stop=stop
             ),
             lambda chunk: chunk["choices"][0].get("text") or "",
         )
@@ -190,15 +190,8 @@ class GGUFLlamaCPP(LlamaCPP):
         """
         if self._formatter is None:
             raise LLMError("this GGUF file has no chat template to continue a reply with")
-        prompt = self._render(messages) + prefix
         stop = [self._formatter.eos_token] if self._formatter.eos_token else None
-        text = "".join(self._generate(
-            lambda: self._model.create_completion(
-                prompt=prompt, stream=True, temperature=self.temperature, max_tokens=self.max_new_tokens, stop=stop
-            ),
-            lambda chunk: chunk["choices"][0].get("text") or "",
-        ))
-        return prefix + text
+        return prefix + "".join(self._completion_deltas(self._render(messages) + prefix, formatted=True, stop=stop))
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:

@@ -72,10 +72,11 @@ class LLMAnswerer:
             if stream and waited:  # its turn now: the face goes back from "waiting" to "reading"
                 yield Reading(answer.question, passages)
             t0 = time.perf_counter()
-            reply_text = yield from self._generate(answer.retrieval_query, passages, stream, shown, answer.as_of)
+            messages = reader_messages(answer.retrieval_query, passages, answer.as_of) if passages else []
+            reply_text = yield from self._generate(messages, stream, shown)
             reasked = None
             if parse_reply(reply_text).not_found and extractive.evidence_score >= settings.llm_reask_threshold:
-                reasked = self._reask(answer.retrieval_query, passages, answer.as_of)
+                reasked = self._reask(messages)
         except Exception as exc:
             from rag.llm import as_llm_error
 
@@ -115,12 +116,11 @@ class LLMAnswerer:
         finally:
             timings["queue"] = time.perf_counter() - t0
 
-    def _generate(self, question: str, passages: list[Passage], stream: bool, shown: list[str],
-                  as_of: str = "") -> Iterator[str]:
-        """Ask the model; yields the growing answer phrase when streaming (recorded in ``shown``); returns the reply."""
-        if not passages:
+    def _generate(self, messages: list, stream: bool, shown: list[str]) -> Iterator[str]:
+        """Ask the model the reader's chat (:func:`reader_messages`; empty when no passage fit); yields the growing
+        answer phrase when streaming (recorded in ``shown``); returns the reply."""
+        if not messages:
             raise LLMError("the passages do not fit the LLM's context window")
-        messages = reader_messages(question, passages, as_of)
         if not stream:
             return self._llm().chat(messages).message.content or ""
         reply_text = ""
@@ -133,8 +133,8 @@ class LLMAnswerer:
                 yield shown[-1]
         return reply_text
 
-    def _reask(self, question: str, passages: list[Passage], as_of: str) -> Optional[str]:
-        """The model's reply to the same prompt when made to begin with "ANSWER:", or None where the backend
+    def _reask(self, messages: list) -> Optional[str]:
+        """The model's reply to the same chat when made to begin with "ANSWER:", or None where the backend
         cannot begin a reply (only llama.cpp can: a chat API closes an assistant message it is given).
 
         A 1.5B model says NOT FOUND too readily: when the retrieval evidence is strong, its best phrase is
@@ -143,7 +143,7 @@ class LLMAnswerer:
         llm = self._llm()
         if not hasattr(llm, "continue_chat"):
             return None
-        return llm.continue_chat(reader_messages(question, passages, as_of), REPLY_START)
+        return llm.continue_chat(messages, REPLY_START)
 
     def judge(self, answer: Answer, extractive: ExtractiveResult, reply_text: str, passages: list[Passage],
               origins: list[int], articles: dict[str, str], reasked: Optional[str] = None) -> None:
