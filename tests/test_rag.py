@@ -194,7 +194,7 @@ def test_proximity_prefers_the_answer_beside_the_question_words(pipeline):
 
 
 def test_periods_read_from_text():
-    from rag.core.periods import contradicts, periods_in, question_periods
+    from rag.core.periods import contradicts, periods_in, published_in, question_periods, years_clash
 
     assert periods_in("profits for the three months to December").quarters == {4}
     assert periods_in("in the three months ending 30 September").quarters == {3}
@@ -207,6 +207,8 @@ def test_periods_read_from_text():
     assert contradicts(asked, periods_in("Profit rose.")) == ""  # naming no period contradicts nothing
     vote = question_periods("What was the voter turnout at the May 2005 UK general election?")
     assert contradicts(vote, periods_in("Turnout fell to 59% in the last general election in 2001.")) == "2001, not 2005"
+    assert years_clash(vote, periods_in("in 2001")) and not years_clash(asked, periods_in("the fourth quarter of 2005"))
+    assert published_in(vote, ["", "2005-05-06"]) and not published_in(vote, ["", "2004-12-31"])
     # A question asking for the period itself pins none.
     assert not question_periods("In what year did France last win at Twickenham before 2005?")
 
@@ -221,6 +223,34 @@ def test_evidence_about_another_period_abstains(pipeline):
     right = pipeline.ask("How much profit did Marrowgate Foods make in the third quarter of 2024?")
     assert not right.abstained
     assert right.citations[0].article_id == MARROWGATE and "£38.6m" in right.text
+
+
+def test_a_sentence_recalling_another_year_gives_way_when_the_year_asked_is_covered(tmp_path, embedder):
+    """The report of this year's final recalls the 2006 one: undated, the best sentence about 2006 makes the answer
+    abstain (the corpus may not cover 2022); published in 2022, the answer comes from the other sentences."""
+    from tests.conftest import make_settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "larkspur-cup.txt").write_text(
+        "Hawks lift the Larkspur Cup\n\n"
+        "The Harbourside Hawks beat Tollan 4-2 on Sunday. "
+        "The Tollan Owls won the Larkspur Cup final in 2006, when the final of the Larkspur Cup went to extra time.\n",
+        encoding="utf-8",
+    )
+    services = open_services(make_settings(tmp_path / "data", abstain_threshold=-1.0), embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    question = "Which team won the 2022 Larkspur Cup final?"
+    undated = services.pipeline.ask(question, mode="extractive")
+    assert undated.abstained and "2006, not 2022" in undated.abstain_reason, undated
+    records = services.store.get_articles(["larkspur-cup.txt"])
+    for record in records.values():
+        record.published = "2022-06-27"
+    services.store.update_article_metadata(list(records.values()))
+    services.store.bump_version()
+    dated = services.pipeline.ask(question, mode="extractive")
+    assert not dated.abstained, dated.abstain_reason
+    assert "Harbourside Hawks" in dated.citations[0].quote and "2006" not in dated.text
 
 
 def test_answer_type_detection():

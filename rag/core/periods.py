@@ -74,13 +74,23 @@ def question_periods(question: str) -> Periods:
     return periods_in(question)
 
 
+def years_clash(asked: Periods, named: Periods) -> bool:
+    """Whether ``named`` (a sentence's periods) names years and none of those ``asked`` (the question's) pins."""
+    return bool(asked.years and named.years and not asked.years & named.years)
+
+
 def contradicts(asked: Periods, named: Periods) -> str:
     """A short reason when ``named`` (a sentence's periods) rules out ``asked`` (the question's), else ''."""
-    if asked.years and named.years and not asked.years & named.years:
+    if years_clash(asked, named):
         return f"{_fmt(sorted(named.years))}, not {_fmt(sorted(asked.years))}"
     if asked.quarters and named.quarters and not asked.quarters & named.quarters:
         return f"quarter {_fmt(sorted(named.quarters))}, not quarter {_fmt(sorted(asked.quarters))}"
     return ""
+
+
+def published_in(asked: Periods, published: list[str]) -> bool:
+    """Whether one of the ``published`` dates (ISO; "" when unknown) falls in a year ``asked`` pins."""
+    return any(date[:4].isdigit() and int(date[:4]) in asked.years for date in published)
 
 
 def matches(asked: Periods, named: Periods) -> bool:

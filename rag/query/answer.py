@@ -25,7 +25,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from rag.core.calibration import SENTENCE_WEIGHTS
-from rag.core.periods import Periods, contradicts, matches, periods_in, question_periods
+from rag.core.periods import (
+    Periods, contradicts, matches, periods_in, published_in, question_periods, years_clash,
+)
 from rag.core.sentences import expand_to_sentences, sentence_spans
 from rag.core.text import ABSTAIN_TEXT, DAY_PATTERN, MONTH_PATTERN, NUMBER_WORD_PATTERN, WORD, YEAR
 from rag.core.types import Citation, Passage
@@ -189,6 +191,7 @@ class Candidate:
     period: float = 0.0  # the sentence names the year or quarter the question pins
     passage_score: float = 0.0
     clash: str = ""  # the sentence is about another year or quarter than the question pins
+    clash_years: bool = False  # ... and the clash is one of years (not of quarters within the year asked)
 
     def cheap_score(self, weights: dict) -> float:
         """The score without meaning: it picks which candidates are scored on meaning too."""
@@ -272,6 +275,7 @@ def candidate_sentences(
             cand.proximity = proximity(sentence, spans, weights, bm25.tokenizer.stem)
             cand.article = article
             cand.clash = contradicts(asked, context_periods) if asked else ""
+            cand.clash_years = years_clash(asked, context_periods)
             cand.period = 1.0 if asked and matches(asked, periods) else 0.0
             seen[(passage.article_id, s)] = cand
     return list(seen.values())
@@ -395,8 +399,14 @@ def extract_answer(
     if not candidates:
         return ExtractiveResult(ABSTAIN_TEXT, [], True, 0.0)
     best = candidates[0]
-    evidence = evidence_score(best, [p for i, p in enumerate(passages) if only is None or i in only])
+    considered = [p for i, p in enumerate(passages) if only is None or i in only]
     ranked = [c for c in candidates if not c.clash]
+    # A sentence about another year, where articles published in the year asked were retrieved, is history the
+    # story recalls ("the franchise's first title since 2001" in a report of this year's final): the answer is
+    # looked for in the other sentences. Undated articles (no publish date) never count as such.
+    if best.clash_years and ranked and published_in(question_periods(question), [p.published for p in considered]):
+        best = ranked[0]
+    evidence = evidence_score(best, considered)
     # When the best match is about another year or quarter than the one asked about, the articles cover the
     # story but not the period asked ("profit in the three months to December" for "profit in the first
     # quarter of 2005"): say so rather than answer from a weaker sentence or the wrong period.
