@@ -252,6 +252,42 @@ def test_ground_loose_match_quotes_the_articles_own_words():
     assert ground(parse_reply("minister families"), passages, {"b.txt": text}, stem=Tokenizer().stem) is None
 
 
+def test_ground_loose_match_reads_number_words_and_names_inside_longer_words():
+    from rag.query.bm25 import Tokenizer
+
+    stem = Tokenizer().stem
+    text = ("A court ruled that the player will be held for six months. The European Union will require a common "
+            "charger.")
+    passages = _passages("c.txt", text, [(0, len(text))])
+    articles = {"c.txt": text}
+    g = ground(parse_reply("6 months"), passages, articles, stem=stem)
+    assert g.loose and text[g.start:g.end] == "six months" and not g.shown  # the article's words are shown
+    g = ground(parse_reply("Europe"), passages, articles, stem=stem)
+    assert g.loose and text[g.start:g.end] == "European" and g.shown == "Europe"  # the name, not the adjective
+    assert text[g.sentence_start:g.sentence_end].startswith("The European Union")
+    # Only a name is found inside a longer word, and only inside a name.
+    assert ground(parse_reply("play"), passages, articles, stem=stem) is None  # not "player"
+    assert ground(parse_reply("Court rule"), passages, articles, stem=stem).shown == ""  # stems: no derived form
+    assert ground(parse_reply("Euro"), passages, articles, stem=stem) is None  # too short to stand for a longer word
+
+
+def test_a_name_found_inside_a_longer_word_is_the_short_answer_beside_its_sentence(tmp_path, embedder):
+    """The model's "Europe" is in the passage only as "European": the short answer is the model's name, the
+    citation the exact sentence that holds the longer word."""
+    from tests.conftest import make_settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sentence = "The European Union will require smartphone makers to support a single charging standard from 2024."
+    (corpus / "chargers.txt").write_text(f"One charger for all phones\n\n{sentence} Apple objected.\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0, abstain_threshold=-1.0)  # tiny index
+    services = open_services(settings, llm=ScriptedLLM(reply="ANSWER: Europe\nPASSAGE: 1"), embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    answer = services.pipeline.ask("Which continent will require a single charging standard?", mode="llm")
+    assert answer.mode == "llm" and answer.short_answer == "Europe", answer
+    assert answer.text == f"Europe \u2014 {sentence} [1]" and answer.citations[0].quote == sentence
+
+
 def test_llm_stream_shows_the_passages_first_and_the_ui_renders_them(seed_pipeline):
     from rag.core.types import Reading
     from rag.web.render import answer_message, evidence_html

@@ -199,7 +199,7 @@ def grounded_answer(answer: Answer, passage: Passage, origin: int, articles: dic
     """The displayed answer and its one citation, built from the exact span the model's phrase matched in
     ``passage`` (a window cut from the retrieved passage number ``origin``)."""
     text = articles[passage.article_id]  # the reader's windows are cut from these texts
-    short, sentence = text[g.start : g.end], text[g.sentence_start : g.sentence_end]
+    short, sentence = g.shown or text[g.start : g.end], text[g.sentence_start : g.sentence_end]
     answer.abstained = False
     answer.abstain_reason = ""
     answer.short_answer = short

@@ -222,30 +222,60 @@ def _content_words(text: str) -> set[str]:
 
 
 LOOSE_SPREAD = 2.0  # a loose match may spread over at most this many times the phrase's words (plus 2)
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+# A place name found as the start of its people's name or adjective ("Europe" in "European", "Japan" in
+# "Japanese", "Iraq" in "Iraqi"): the endings that may follow it, and the shortest name that may be so found.
+DERIVED_ENDINGS = ("n", "an", "ian", "ese", "i", "ish")
+MIN_DERIVED_NAME = 4
 
 
-def find_loose(text: str, phrase: str, start: int, end: int, stem: Callable[[str], str]) -> list[tuple[int, int]]:
-    """Spans where every content word of ``phrase`` occurs (compared by stem) close together within one
-    sentence of ``text[start:end]``: "cutting subsidies to help the poor" for "Cut subsidies to help poor".
+def _loose_key(word: str, stem: Callable[[str], str]) -> str:
+    """How a word is compared in a loose match: its stem, a number word as its digits ("six" and "6")."""
+    word = word.casefold()
+    return _NUMBER_WORDS.get(word, stem(word))
+
+
+def _loose_same(wanted: tuple[str, str], word: str, key: str) -> bool:
+    """Whether a passage word (``word``, its key ``key``) stands for a phrase word (its key, and the word itself
+    when it is a name that may be found inside a longer one): the same key, or a name followed by one of
+    :data:`DERIVED_ENDINGS`."""
+    wanted_key, name = wanted
+    if key == wanted_key:
+        return True
+    folded = word.casefold()
+    return bool(name) and word[:1].isupper() and folded.startswith(name) and folded[len(name):] in DERIVED_ENDINGS
+
+
+def find_loose(text: str, phrase: str, start: int, end: int, stem: Callable[[str], str],
+               derived: bool = True) -> list[tuple[int, int]]:
+    """Spans where every content word of ``phrase`` occurs (compared by stem, number words as digits and, with
+    ``derived``, a place name inside its people's name: :data:`DERIVED_ENDINGS`) close together within one
+    sentence of ``text[start:end]``: "cutting subsidies to help the poor" for "Cut subsidies to help poor", "six
+    months" for "6 months", "European" for "Europe".
 
     A small model often rewords or shortens what it copies; the span returned is always the article's own
     text from the first to the last matched word, so what is shown is still an exact quote.
     """
-    wanted = [stem(w) for w in _WORD.findall(phrase.casefold()) if w not in _STOP] or \
-        [stem(w) for w in _WORD.findall(phrase.casefold())]
+    words_of_phrase = _WORD.findall(phrase)
+    content = [w for w in words_of_phrase if w.casefold() not in _STOP] or words_of_phrase
+    names = [w.casefold() if derived and w[:1].isupper() and len(w) >= MIN_DERIVED_NAME else "" for w in content]
+    wanted = [(_loose_key(w, stem), name) for w, name in zip(content, names)]
     if not wanted:
         return []
-    limit = int(LOOSE_SPREAD * len(_WORD.findall(phrase))) + 2
+    limit = int(LOOSE_SPREAD * len(words_of_phrase)) + 2
     spans = []
     for s, e in sentence_spans(text, start, end):
-        words = [(m.start() + s, m.end() + s, stem(m.group(0).casefold())) for m in _WORD.finditer(text[s:e])]
+        words = [(m.start() + s, m.end() + s, m.group(0), _loose_key(m.group(0), stem))
+                 for m in _WORD.finditer(text[s:e])]
         best = None
-        for i, (first, _, st) in enumerate(words):
-            if st not in wanted:
+        for i, (first, _, word, key) in enumerate(words):
+            if not any(_loose_same(w, word, key) for w in wanted):
                 continue
             missing = set(wanted)
             for j in range(i, min(len(words), i + limit)):
-                missing.discard(words[j][2])
+                missing = {w for w in missing if not _loose_same(w, words[j][2], words[j][3])}
                 if not missing:
                     if best is None or j - i < best[0]:
                         best = (j - i, first, words[j][1])
@@ -266,6 +296,7 @@ class Grounding:
     sentence_end: int
     moved: bool  # found in another passage than the one the model named
     loose: bool = False  # matched word by word (stems, close together), not as one exact phrase
+    shown: str = ""  # the short answer to show when not the span: the model's name, found as part of a longer word
 
 
 def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str], question: str = "",
@@ -274,8 +305,9 @@ def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]
 
     An exact match (case, quotes and spacing aside) anywhere in the passages wins, then one in a passage's
     title (the headline the model is shown above it); with ``stem``, a loose match (:func:`find_loose`) is
-    tried after that. When the phrase occurs several times in a passage, the
-    occurrence whose sentence shares most words with the question is taken (its sentence is the citation).
+    tried after that, one with names found inside longer words ("Europe" in "European") last. When the phrase
+    occurs several times in a passage, the occurrence whose sentence shares most words with the question is
+    taken (its sentence is the citation).
     """
     if reply.not_found or not reply.phrase:
         return None
@@ -283,7 +315,12 @@ def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]
     if found is None:
         found = _ground_in_title(reply, passages, articles)
     if found is None and stem is not None:
-        found = _ground(reply, passages, articles, question, lambda t, p, a, b: find_loose(t, p, a, b, stem))
+        found = _ground(reply, passages, articles, question,
+                        lambda t, p, a, b: find_loose(t, p, a, b, stem, derived=False))
+        if found is None:
+            found = _ground(reply, passages, articles, question, lambda t, p, a, b: find_loose(t, p, a, b, stem))
+            if found is not None:  # "European" for "Europe": the article's word is not the answer, the name is
+                found.shown = reply.phrase
         if found is not None:
             found.loose = True
     return found
