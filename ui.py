@@ -152,9 +152,12 @@ def _wire_ask(ask: AskCallbacks, ui: SimpleNamespace, options: SimpleNamespace, 
     ask_inputs = [ui.question, ui.chatbot, history, answers, options.mode, options.top_k, ui.as_of, ui.since,
                   ui.until, ui.sources]
     ask_outputs = [ui.question, ui.chatbot, history, answers, ui.evidence, ui.viewer]
+    # Questions beyond ui_concurrency wait in Gradio's queue: the chat shows their place ("queue: 2/3") and the
+    # time waited, not nothing; answering ones stream at once, so no indicator covers them.
     for trigger in (ui.question.submit, ui.send.click):
         trigger(ask.respond, ask_inputs, ask_outputs, api_visibility="private",
-                concurrency_limit=settings.ui_concurrency, show_progress="hidden")
+                concurrency_limit=settings.ui_concurrency, show_progress="minimal",
+                show_progress_on=[ui.chatbot])
     reset = [ui.chatbot, history, answers, ui.evidence, ui.viewer, ui.question]
     ui.new_chat.click(ask.new_conversation, None, reset, api_visibility="private", queue=False)
     ui.chatbot.clear(ask.new_conversation, None, reset, api_visibility="private", queue=False)

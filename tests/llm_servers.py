@@ -112,12 +112,15 @@ def eos_bias(pipeline: Pipeline) -> None:
     pipeline.llm.additional_kwargs = {"logit_bias": {str(t): -100 for t in banned}}
 
 
+SLOW_S = 4.0  # how long a ``slow`` FakeOllama takes to answer
+
+
 class FakeOllama:
     """A loopback HTTP server speaking Ollama's ``/api/chat`` (JSON, or NDJSON when streaming).
 
     ``mode``: ``answer`` (the reader's reply naming the passage that mentions the majority stake), ``missing``
-    (404 ``model not found``, as Ollama answers for a model that was never pulled) or ``hang`` (accept and
-    never answer). Requests are recorded in ``requests``.
+    (404 ``model not found``, as Ollama answers for a model that was never pulled), ``hang`` (accept and
+    never answer) or ``slow`` (answer after :data:`SLOW_S` seconds). Requests are recorded in ``requests``.
     """
 
     def __init__(self, mode: str = "answer"):
@@ -141,6 +144,8 @@ class FakeOllama:
                 if fake.mode == "hang":
                     time.sleep(30)
                     return
+                if fake.mode == "slow":
+                    time.sleep(SLOW_S)
                 reply = fake.reply(body["messages"])
                 if not body.get("stream", True):
                     return self._json(200, {**fake.head(body), "message": {"role": "assistant", "content": reply},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from rag.core.types import Answer, Reading
 from rag.web.callbacks import AskCallbacks
 from rag.web.render import waiting_message
 from tests.llm_helpers import ScriptedLLM
+from tests.llm_servers import fake_ollama  # noqa: F401  (a fixture)
+from tests.ui_helpers import browser  # noqa: F401  (a fixture)
 
 SEED_ID = "catl-baic-xiaomi-battery-jv.txt"
 QUESTION = "Who holds the majority stake?"
@@ -145,3 +148,41 @@ def test_the_chat_shows_the_wait_while_another_question_holds_the_model(services
     waiting = [s for s in shown if "Waiting for the reader model" in s]
     assert waiting and "1 question ahead of yours" in waiting[0]
     assert "CATL" in shown[-1] and "Waiting" not in shown[-1]
+
+
+# --- in the browser: a question beyond the UI's concurrency is not left mute ------------------------------------
+# Whether the chat shows Gradio's queue indicator: a hidden one is in the page too, at opacity 0.
+SHOWS_QUEUED = """() => Array.from(document.querySelectorAll('#chat .progress-text')).some(e =>
+    e.textContent.includes('queue:') && e.checkVisibility({opacityProperty: true, visibilityProperty: true}))"""
+
+
+@pytest.mark.browser
+def test_a_question_waiting_for_a_free_slot_shows_its_place_then_its_answer(tmp_path, browser, fake_ollama):  # noqa: F811
+    """`python ui.py` answering one question at a time (RAG_UI_CONCURRENCY=1) with a reader that takes seconds:
+    while the first page's question is answered, the second page's chat says it is queued, then answers."""
+    from tests.conftest import free_port, stop_process
+    from tests.llm_servers import SLOW_S
+    from tests.ui_helpers import CHROMIUM, MAJORITY, open_page, seed_corpus, start_ui, ui_env
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (make browser installs it)")
+    reader = fake_ollama("slow")
+    port = free_port()
+    env = ui_env(tmp_path / "data", seed_corpus(tmp_path / "corpus"), port, RAG_LLM="ollama",
+                 RAG_OLLAMA_HOST=reader.host, RAG_ANSWER_MODE="llm", RAG_UI_CONCURRENCY="1", RAG_LLM_TIMEOUT="60")
+    proc = start_ui(env, tmp_path / "server.log")
+    try:
+        first, second = (open_page(browser, f"http://127.0.0.1:{port}") for _ in range(2))
+        for page in (first, second):
+            page.wait_for_selector("#question textarea")
+            box = page.locator("#question textarea")
+            box.fill(QUESTION)
+            box.press("Enter")
+            page.wait_for_timeout(300)  # the first one takes the only slot
+        second.wait_for_function(SHOWS_QUEUED, timeout=SLOW_S * 1000)
+        assert len(reader.requests) == 1  # the first question is still being answered
+        for page in (first, second):
+            page.locator("#chat .answer", has_text=MAJORITY).wait_for(timeout=4 * SLOW_S * 1000)
+        assert not second.evaluate(SHOWS_QUEUED)
+    finally:
+        stop_process(proc)
