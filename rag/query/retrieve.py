@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from rag.core.memory import release_freed_memory
 from rag.core.settings import Settings
 from rag.core.types import Passage
 from rag.index.store import ChunkRecord, Store
@@ -69,6 +70,8 @@ class HybridRetriever:
                 committed = [r for r in records if not r.duplicate_of]
                 self._bm25 = BM25Index(self.store.committed_chunks(records), self.tokenizer, committed)
                 self._version = version
+                del records, committed, current  # the previous index goes unless a question still holds it
+                release_freed_memory()  # else the allocator keeps the hundreds of MB a rebuild churns through
                 log.info("BM25 index rebuilt: %d chunks in %.2f s", len(self._bm25.rows), time.perf_counter() - started)
             return self._bm25
         finally:
