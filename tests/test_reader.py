@@ -268,7 +268,7 @@ def test_ground_loose_match_reads_number_words_and_names_inside_longer_words():
     # Only a name is found inside a longer word, and only inside a name.
     assert ground(parse_reply("play"), passages, articles, stem=stem) is None  # not "player"
     assert ground(parse_reply("Court rule"), passages, articles, stem=stem).shown == ""  # stems: no derived form
-    assert ground(parse_reply("Euro"), passages, articles, stem=stem) is None  # too short to stand for a longer word
+    assert ground(parse_reply("Euro"), passages, articles, stem=stem) is None  # "pean" is not an ending a name takes
 
 
 def test_a_name_found_inside_a_longer_word_is_the_short_answer_beside_its_sentence(tmp_path, embedder):
