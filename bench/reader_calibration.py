@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -144,28 +145,20 @@ def best_threshold(rows: list[dict]) -> tuple[float, float, float]:
     """The (abstain, override, reask) thresholds that maximise :func:`score` on ``rows``; ties go to the lowest
     abstain and the highest override and reask thresholds.
 
-    The grid holds some 10,000 points and cross-validation fits it 100 times, so :func:`outcome` is evaluated
-    here with numpy over all rows and all abstain thresholds at once; it gives :func:`score` of each point.
+    The grid holds some 10,000 points and cross-validation fits it 100 times, so each (override, reask) pair
+    takes :func:`outcome` once per row with the model always asked, and numpy then scores every abstain
+    threshold at once: under it a row abstains without asking, which is right exactly when it is unanswerable.
     """
     import numpy as np
 
     candidates = sorted({round(r["evidence"], 3) for r in rows if r["evidence"] < 0.7} | {0.0})
-    col = {k: np.array([bool(r.get(k)) for r in rows]) for k in (
-        "answerable", "abstained", "not_found", "ungrounded", "reasked", "contains", "ex_abstained", "ex_contains")}
-    evidence = np.array([r["evidence"] for r in rows])
-    asked = evidence[None, :] >= np.array(candidates)[:, None]  # per abstain threshold: the model was asked
-    asked &= ~(col["abstained"] & ~col["not_found"] & ~col["ungrounded"])
+    asked = np.array([r["evidence"] for r in rows])[None, :] >= np.array(candidates)[:, None]
+    right_unasked = np.array([not r["answerable"] for r in rows])
     best, best_key = None, None
     for o in OVERRIDES:
         for r in REASKS:
-            reasked = col["not_found"] & col["reasked"] & (evidence >= r)
-            extractive_nf = col["not_found"] & ~reasked & (evidence >= o) & ~col["ex_abstained"]
-            llm = ~col["not_found"] & ~col["ungrounded"] | reasked
-            extractive = extractive_nf | col["ungrounded"] & ~col["ex_abstained"]
-            right_if_shown = np.where(llm, col["contains"], np.where(extractive, col["ex_contains"], False))
-            shown_any = llm | extractive
-            correct = np.where(col["answerable"], asked & shown_any & right_if_shown, ~(asked & shown_any))
-            totals = correct.sum(axis=1)
+            right_asked = np.array([outcome(row, (-math.inf, o, r))["correct"] for row in rows])
+            totals = np.where(asked, right_asked, right_unasked).sum(axis=1)
             for i, a in enumerate(candidates):
                 key = (int(totals[i]), -a, o, r)
                 if best_key is None or key > best_key:
