@@ -288,6 +288,26 @@ def test_a_name_found_inside_a_longer_word_is_the_short_answer_beside_its_senten
     assert answer.text == f"Europe \u2014 {sentence} [1]" and answer.citations[0].quote == sentence
 
 
+def test_a_surname_answer_is_given_as_the_article_names_it_in_full(tmp_path, embedder):
+    """The model copies "Biden" from the sentence it answers from; the short answer is the article's first,
+    full mention, "President Joe Biden", and the citation stays the exact sentence the model read."""
+    from tests.conftest import make_settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sentence = "Biden tested positive for Covid-19 on Thursday morning and is taking Paxlovid."
+    (corpus / "covid.txt").write_text(
+        "President tests positive\n\nPresident Joe Biden spent the week meeting union leaders in the capital. "
+        f"{sentence} The White House said his symptoms were mild.\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0, abstain_threshold=-1.0)  # tiny index
+    services = open_services(settings, llm=ScriptedLLM(reply="ANSWER: Biden\nPASSAGE: 1"), embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    answer = services.pipeline.ask("Which US official tested positive for Covid-19 this week?", mode="llm")
+    assert answer.mode == "llm" and answer.short_answer == "President Joe Biden", answer
+    assert answer.text == f"President Joe Biden \u2014 {sentence} [1]" and answer.citations[0].quote == sentence
+    assert any("in full as the article names it" in note for note in answer.notes)
+
+
 def test_llm_stream_shows_the_passages_first_and_the_ui_renders_them(seed_pipeline):
     from rag.core.types import Reading
     from rag.web.render import answer_message, evidence_html

@@ -33,6 +33,7 @@ from rag.core.text import ABSTAIN_TEXT, DAY_PATTERN, MONTH_PATTERN, NUMBER_WORD_
 from rag.core.types import Citation, Passage
 from rag.index.embedder import Embedder
 from rag.query.bm25 import BM25Index
+from rag.query.names import full_name
 
 
 _SCALE = r"(?:bn|m|k|tn|million|billion|trillion)\b"
@@ -210,7 +211,8 @@ class ExtractiveResult:
     evidence_score: float
     clash: str = ""  # why the closest evidence was set aside (it is about another period)
     candidates: list[Candidate] = field(default_factory=list)  # the scored sentences, best first
-    short_answer: Optional[str] = None  # the answer phrase alone, an exact span of the first citation
+    short_answer: Optional[str] = None  # the answer phrase alone: a span of the first citation, or of its article
+    # where that gives the name in full (rag.query.names)
 
 
 MAX_SENTENCES_SCORED = 12
@@ -431,4 +433,9 @@ def extract_answer(
     # distance, it is right less often than the sentence holding it (README, How it works).
     span = short_answer(question, best, bm25)
     short = best.text[span[0] : span[1]] if span else None
+    article = articles.get(passages[best.passage_index].article_id) or ""
+    quoted = short is not None and article[best.start : best.end] == best.text
+    name = full_name(short, article, (best.start, best.end), question) if quoted else None
+    if name is not None:  # "Biden" in the sentence, "President Joe Biden" as the article names him
+        short = article[name[0] : name[1]]
     return ExtractiveResult(text, citations, False, round(evidence, 4), candidates=ranked, short_answer=short)

@@ -17,6 +17,7 @@ from rag.core.text import ABSTAIN_TEXT, NO_ANSWER
 from rag.core.turns import Ticket, Turns, Waiting
 from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
+from rag.query.names import full_name
 from rag.query.prompt import fit_passages
 from rag.query.reader import (
     Grounding, READER_SYSTEM, ground, injected, parse_reply, partial_phrase, reader_messages, reader_windows,
@@ -200,10 +201,17 @@ def grounded_answer(answer: Answer, passage: Passage, origin: int, articles: dic
     ``passage`` (a window cut from the retrieved passage number ``origin``)."""
     text = articles[passage.article_id]  # the reader's windows are cut from these texts
     short, sentence = g.shown or text[g.start : g.end], text[g.sentence_start : g.sentence_end]
+    if short == sentence:
+        answer.text = f"{sentence} [1]"
+    else:
+        name = None if g.shown else full_name(short, text, (g.sentence_start, g.sentence_end), answer.question)
+        if name is not None:  # "Biden" answered, the article names him "President Joe Biden"
+            answer.notes.append(f"\u201c{short}\u201d is given in full as the article names it.")
+            short = text[name[0] : name[1]]
+        answer.text = f"{short} \u2014 {sentence} [1]"
     answer.abstained = False
     answer.abstain_reason = ""
     answer.short_answer = short
-    answer.text = f"{sentence} [1]" if short == sentence else f"{short} \u2014 {sentence} [1]"
     answer.citations = [Citation(
         n=1, article_id=passage.article_id, title=passage.title, source=passage.source, quote=sentence,
         start_char_idx=g.sentence_start, end_char_idx=g.sentence_end, score=round(passage.score, 4),
