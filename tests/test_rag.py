@@ -253,6 +253,33 @@ def test_a_sentence_recalling_another_year_gives_way_when_the_year_asked_is_cove
     assert "Harbourside Hawks" in dated.citations[0].quote and "2006" not in dated.text
 
 
+def test_a_passage_copied_in_two_articles_is_cited_from_the_first_copy_whichever_ranks_higher(tmp_path, embedder):
+    """Two wire copies of one story, differing in their headlines: their identical passages are one passage,
+    cited from the first copy by path, whichever copy's passage the rankings put first."""
+    from tests.conftest import make_settings
+
+    body = ("The council announced the decision on Tuesday evening after a long meeting. "
+            "The Marlow ferry service will stop running in March after the operator lost its subsidy. "
+            "About 1,200 passengers use the crossing each day, most of them commuters who would face a "
+            "forty-minute drive around the estuary instead.")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a-wire.txt").write_text(f"Ferry to stop\n\n{body}\n", encoding="utf-8")
+    (corpus / "b-paper.txt").write_text(f"Marlow loses its ferry\n\n{body}\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "data", chunk_tokens=32, chunk_overlap=0)  # the headline in a chunk alone
+    services = open_services(settings, embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    retriever = services.pipeline.retriever
+    bm25 = retriever.bm25()
+    copies = [r for r in bm25.rows if r.text.startswith("The Marlow ferry")]
+    assert sorted(r.article_id for r in copies) == ["a-wire.txt", "b-paper.txt"]  # one identical chunk each
+    for ranked in (copies, copies[::-1]):
+        passages = retriever._fuse([(r, 0.8) for r in ranked], [(r, 5.0) for r in ranked], 5, bm25)
+        assert [(p.article_id, p.duplicates) for p in passages] == [("a-wire.txt", ["b-paper.txt"])]
+    answer = services.pipeline.ask("How many passengers use the Marlow ferry each day?", mode="extractive")
+    assert answer.citations[0].article_id == "a-wire.txt" and "1,200" in answer.citations[0].quote
+
+
 def test_answer_type_detection():
     assert answer_type("Who founded Jet Airways?") == "name"
     assert answer_type("How much capital does it start with?") == "number"

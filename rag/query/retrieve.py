@@ -140,29 +140,42 @@ class HybridRetriever:
         for entry in order:
             row: ChunkRecord = entry["row"]
             key = _near_duplicate_key(row.text)
-            if key in by_text:  # the same passage from another article (a near-duplicate copy)
-                by_text[key].duplicates.append(row.article_id)
-                continue
-            passage = Passage(
-                chunk_id=row.chunk_id,
-                article_id=row.article_id,
-                title=row.title,
-                source=row.source,
-                text=row.text,
-                start_char_idx=row.start,
-                end_char_idx=row.end,
-                score=round(entry["rrf"], 6),
-                page=row.page,
-                published=bm25.published_text(row.article_id),
-                site=bm25.site.get(row.article_id, ""),
-                dense_score=None if entry["dense"] is None else round(entry["dense"], 4),
-                bm25_score=None if entry["bm25"] is None else round(entry["bm25"], 4),
-            )
-            by_text[key] = passage
-            passages.append(passage)
-            if len(passages) >= top_k:
-                break
+            kept = by_text.get(key)
+            if kept is None:
+                passage = _passage(row, bm25, entry)
+                by_text[key] = passage
+                passages.append(passage)
+                if len(passages) >= top_k:
+                    break
+            elif bm25.published_text(row.article_id) == kept.published and row.article_id < kept.article_id:
+                # The same passage from another article (a near-duplicate copy): of copies published the same day
+                # (or both undated), the first ingested (the first by path) stands for them all, whichever copy
+                # ranked a hair higher, so the citation does not flip between copies with the ranking's noise.
+                first = _passage(row, bm25, dict(entry, rrf=kept.score, dense=kept.dense_score, bm25=kept.bm25_score))
+                first.duplicates = kept.duplicates + [kept.article_id]
+                by_text[key] = passages[passages.index(kept)] = first
+            else:
+                kept.duplicates.append(row.article_id)
         return passages
+
+
+def _passage(row: ChunkRecord, bm25: BM25Index, entry: dict) -> Passage:
+    """The passage of ``row`` with its fused score (``entry``: rrf, dense and bm25 scores)."""
+    return Passage(
+        chunk_id=row.chunk_id,
+        article_id=row.article_id,
+        title=row.title,
+        source=row.source,
+        text=row.text,
+        start_char_idx=row.start,
+        end_char_idx=row.end,
+        score=round(entry["rrf"], 6),
+        page=row.page,
+        published=bm25.published_text(row.article_id),
+        site=bm25.site.get(row.article_id, ""),
+        dense_score=None if entry["dense"] is None else round(entry["dense"], 4),
+        bm25_score=None if entry["bm25"] is None else round(entry["bm25"], 4),
+    )
 
 
 def _near_duplicate_key(text: str) -> str:
