@@ -33,9 +33,9 @@ MAX_ADDED_WORDS = 3
 _STOP = frozenset(
     "a about after against all also an and another any as at because before both but by despite during each "
     "earlier either even every few for former from he her his how however i if in including into it its later "
-    "many meanwhile more most much neither no nor not now of on once one only or other our over own per several senior "
-    "she since so some still such than that the their then there these they this those though through to top "
-    "under until was we were what when where whether which while who why with yet you "
+    "many meanwhile more most much neither no nor not now of on once one only or other our over own per several "
+    "senior she since so some still such than that the their then there these they this those though through "
+    "to top under until was we were what when where whether which while who why with yet you "
     "two three four five six seven eight nine ten contact join make read see watch".split()
 )
 _CALENDAR = frozenset(
