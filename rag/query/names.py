@@ -64,6 +64,8 @@ _TITLES = frozenset(
 _COMPANY_KINDS = frozenset(
     "airways airlines inc corp corporation co company holdings group motors plc ltd".split()
 )
+_NO_NAME = _STOP | _CALENDAR  # a short answer of these is no name
+_NO_NAME_PART = _NO_NAME | _ROLES | _PLACE_MAKERS | _NATIONALITIES  # never added before a name
 
 
 def _word(token: str) -> str:
@@ -104,7 +106,7 @@ def _name_word(short: str) -> Optional[str]:
     words = short.strip().strip(".,;:").split()
     if len(words) == 2 and words[0].lower() == "the":
         words = words[1:]
-    if len(words) != 1 or not words[0][:1].isupper() or _word(words[0]) in _STOP | _CALENDAR:
+    if len(words) != 1 or not words[0][:1].isupper() or _word(words[0]) in _NO_NAME:
         return None
     return words[0]
 
@@ -127,7 +129,7 @@ def full_name(short: str, text: str, near: tuple[int, int] = (0, 0), question: s
         w = _word(text[word[0] : word[1]])
         if w in _TITLES:
             return True
-        if w in _STOP | _CALENDAR | _ROLES | _PLACE_MAKERS | _NATIONALITIES or common(w):
+        if w in _NO_NAME_PART or common(w):
             return False
         # A sentence may open with a verb or an adverb that the article writes nowhere else ("Struggling Japanese
         # carmakers"), and any word there is capitalised.
