@@ -433,9 +433,8 @@ def extract_answer(
     # distance, it is right less often than the sentence holding it (README, How it works).
     span = short_answer(question, best, bm25)
     short = best.text[span[0] : span[1]] if span else None
-    article = articles.get(passages[best.passage_index].article_id) or ""
-    quoted = short is not None and article[best.start : best.end] == best.text
-    name = full_name(short, article, (best.start, best.end), question) if quoted else None
+    article = articles[best.article_id]  # candidates are cut from these texts
+    name = full_name(short, article, (best.start, best.end), question) if short else None
     if name is not None:  # "Biden" in the sentence, "President Joe Biden" as the article names him
         short = article[name[0] : name[1]]
     return ExtractiveResult(text, citations, False, round(evidence, 4), candidates=ranked, short_answer=short)
