@@ -271,19 +271,26 @@ def test_ground_loose_match_reads_number_words_and_names_inside_longer_words():
     assert ground(parse_reply("Euro"), passages, articles, stem=stem) is None  # "pean" is not an ending a name takes
 
 
-def test_a_name_found_inside_a_longer_word_is_the_short_answer_beside_its_sentence(tmp_path, embedder):
-    """The model's "Europe" is in the passage only as "European": the short answer is the model's name, the
-    citation the exact sentence that holds the longer word."""
+def ask_one_article(tmp_path, embedder, article: str, reply: str, question: str) -> Answer:
+    """``question`` asked in LLM mode of a real index holding only ``article``, the reader scripted to ``reply``
+    (no evidence threshold: a one-article index scores low)."""
     from tests.conftest import make_settings
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    sentence = "The European Union will require smartphone makers to support a single charging standard from 2024."
-    (corpus / "chargers.txt").write_text(f"One charger for all phones\n\n{sentence} Apple objected.\n", encoding="utf-8")
-    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0, abstain_threshold=-1.0)  # tiny index
-    services = open_services(settings, llm=ScriptedLLM(reply="ANSWER: Europe\nPASSAGE: 1"), embedder=embedder)
+    (corpus / "story.txt").write_text(article, encoding="utf-8")
+    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0, abstain_threshold=-1.0)
+    services = open_services(settings, llm=ScriptedLLM(reply=reply), embedder=embedder)
     services.ingestor.ingest([corpus], progress=False)
-    answer = services.pipeline.ask("Which continent will require a single charging standard?", mode="llm")
+    return services.pipeline.ask(question, mode="llm")
+
+
+def test_a_name_found_inside_a_longer_word_is_the_short_answer_beside_its_sentence(tmp_path, embedder):
+    """The model's "Europe" is in the passage only as "European": the short answer is the model's name, the
+    citation the exact sentence that holds the longer word."""
+    sentence = "The European Union will require smartphone makers to support a single charging standard from 2024."
+    answer = ask_one_article(tmp_path, embedder, f"One charger for all phones\n\n{sentence} Apple objected.\n",
+                             "ANSWER: Europe\nPASSAGE: 1", "Which continent will require a single charging standard?")
     assert answer.mode == "llm" and answer.short_answer == "Europe", answer
     assert answer.text == f"Europe \u2014 {sentence} [1]" and answer.citations[0].quote == sentence
 
@@ -291,18 +298,11 @@ def test_a_name_found_inside_a_longer_word_is_the_short_answer_beside_its_senten
 def test_a_surname_answer_is_given_as_the_article_names_it_in_full(tmp_path, embedder):
     """The model copies "Biden" from the sentence it answers from; the short answer is the article's first,
     full mention, "President Joe Biden", and the citation stays the exact sentence the model read."""
-    from tests.conftest import make_settings
-
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
     sentence = "Biden tested positive for Covid-19 on Thursday morning and is taking Paxlovid."
-    (corpus / "covid.txt").write_text(
-        "President tests positive\n\nPresident Joe Biden spent the week meeting union leaders in the capital. "
-        f"{sentence} The White House said his symptoms were mild.\n", encoding="utf-8")
-    settings = make_settings(tmp_path / "data", llm_abstain_threshold=-1.0, abstain_threshold=-1.0)  # tiny index
-    services = open_services(settings, llm=ScriptedLLM(reply="ANSWER: Biden\nPASSAGE: 1"), embedder=embedder)
-    services.ingestor.ingest([corpus], progress=False)
-    answer = services.pipeline.ask("Which US official tested positive for Covid-19 this week?", mode="llm")
+    article = ("President tests positive\n\nPresident Joe Biden spent the week meeting union leaders in the capital. "
+               f"{sentence} The White House said his symptoms were mild.\n")
+    answer = ask_one_article(tmp_path, embedder, article, "ANSWER: Biden\nPASSAGE: 1",
+                             "Which US official tested positive for Covid-19 this week?")
     assert answer.mode == "llm" and answer.short_answer == "President Joe Biden", answer
     assert answer.text == f"President Joe Biden \u2014 {sentence} [1]" and answer.citations[0].quote == sentence
     assert any("in full as the article names it" in note for note in answer.notes)
