@@ -14,7 +14,8 @@ from rag import Answer, Pipeline
 from rag.app import open_services
 from rag.core.text import ABSTAIN_TEXT
 from rag.query.llm_answer import REASK_NOTE
-from rag.query.reader import find_phrase, ground, parse_reply, partial_phrase
+from rag.query.answer import Candidate
+from rag.query.reader import find_phrase, ground, lede_span, parse_reply, partial_phrase, reader_windows
 from rag.core.settings import PROJECT_ROOT
 from rag.core.types import Passage
 from tests.llm_helpers import ScriptedLLM
@@ -64,6 +65,44 @@ def test_find_phrase_is_exact_span_ignoring_case_quotes_and_spacing():
 def _passages(article_id: str, text: str, cuts: list[tuple[int, int]]) -> list[Passage]:
     return [Passage(f"{article_id}#x#{i}", article_id, "Title", article_id, text[s:e], s, e, 1.0 - i / 10)
             for i, (s, e) in enumerate(cuts)]
+
+
+HEAT_STORY = (
+    "Heat grips Europe\n\nParis CNN \u2014\n\n"
+    "Extreme heat has engulfed parts of western Europe, with wildfires raging in France and Spain. Fires burned on.\n\n"
+    "Belgium's weather institute issued a code red warning for heat in two provinces on Tuesday.\n\n"
+    "Major cities in western France, such as Nantes and Brest, also hit new heat records, it said.\n"
+)
+
+
+def test_lede_span_is_the_first_sentence_past_the_headline_and_dateline():
+    start, end = lede_span(HEAT_STORY, "Heat grips Europe")
+    assert HEAT_STORY[start:end] == ("Extreme heat has engulfed parts of western Europe, with wildfires raging in "
+                                     "France and Spain.")
+    assert lede_span("Short title\n\nBy A Reporter\n\nToo short.\n", "Short title") is None
+
+
+def _heat_candidates(lede_score: float) -> list[Candidate]:
+    def cand(sentence: str, score: float) -> Candidate:
+        start = HEAT_STORY.index(sentence)
+        return Candidate(0, "heat.txt", start, start + len(sentence), sentence, score=score)
+
+    return [cand("Major cities in western France, such as Nantes and Brest, also hit new heat records, it said.", 0.97),
+            cand("Belgium's weather institute issued a code red warning for heat in two provinces on Tuesday.", 0.95),
+            cand("Extreme heat has engulfed parts of western Europe, with wildfires raging in France and Spain.",
+                 lede_score)]
+
+
+def test_reader_windows_put_an_articles_lede_first_when_it_scores_close_to_the_best():
+    """News states its main fact in its lede: a lede candidate scored a little under other sentences of the
+    story is read first; one scored far under them is not."""
+    passages = [Passage("heat.txt#x#0", "heat.txt", "Heat grips Europe", "heat.txt", HEAT_STORY, 0, len(HEAT_STORY),
+                        0.6)]
+    articles = {"heat.txt": HEAT_STORY}
+    (first, _), *rest = reader_windows(_heat_candidates(0.90), passages, articles, count=3)
+    assert first.text.startswith("Extreme heat has engulfed") and len(rest) == 2
+    (first, _), = reader_windows(_heat_candidates(0.80), passages, articles, count=1)
+    assert first.text.startswith("Major cities in western France")
 
 
 ARTICLE = ("Acme Corp said profits rose 12% to $3.4bn. Chief executive Jane Roe called it a record. "

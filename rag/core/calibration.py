@@ -31,6 +31,12 @@ SENTENCE_WEIGHTS = {
     "dense": 0.1, "typed": 0.3, "proximity": 0.5, "article": 0.5, "period": 0.1, "passage": 0.25, "rank": 0.05,
 }
 
+# The reader's windows (rag.query.reader.reader_windows): an article's lede (its first sentence, where a news
+# story states its main fact) counts this much more than its candidate score when the windows are picked and
+# ordered. Fitted on how often a gold answer is in the four windows the model reads (bench/window_recall.py,
+# both dev sets, 5-fold cross-validation repeated 10 times): README, Quality.
+LEDE_BONUS = 0.1
+
 ABSTAIN_THRESHOLD = 0.58  # extractive mode: evidence under this abstains
 LLM_ABSTAIN_THRESHOLD = 0.57  # LLM mode: evidence under this abstains without asking the model
 LLM_NOT_FOUND_OVERRIDE = 0.80  # LLM mode: from this evidence on, the model's NOT FOUND gives way to extraction

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from rag.core.calibration import LEDE_BONUS
 from rag.core.sentences import sentence_spans
 from rag.core.text import MARKER, marker_numbers
 from rag.core.types import Passage
@@ -53,19 +54,55 @@ def reader_messages(question: str, passages: list[Passage], as_of: str = "") -> 
 
 WINDOW_NEIGHBOURS = 1  # sentences either side of a candidate sentence given to the model with it
 NEIGHBOUR_REACH = 600  # how far (characters) to look for those neighbours
+LEDE_MIN_CHARS = 60  # a shorter line before the lede is a dateline or byline ("New York CNN —"), not the lede
+
+
+def lede_span(text: str, title: str) -> Optional[tuple[int, int]]:
+    """The span of an article's lede: the first sentence of its first line of prose past the headline (shorter
+    lines, such as a dateline or a byline, are skipped). None when the article has no such line."""
+    title, pos = title.strip(), 0
+    while pos < len(text):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos:end].strip()
+        if len(line) >= LEDE_MIN_CHARS and line != title:
+            spans = sentence_spans(text, pos, end)
+            return spans[0] if spans else None
+        pos = end + 1
+    return None
+
+
+def reading_order(candidates: list, passages: list[Passage], articles: dict[str, str]) -> list:
+    """``candidates`` re-ranked for the reader: an article's lede gets :data:`LEDE_BONUS` on its score.
+
+    A news story states its main fact in its first sentence, and questions about a story most often ask for
+    that fact, worded as the lede words it ("Extreme heat has engulfed parts of western Europe ..." for "which
+    type of extreme weather"), while sentences further down repeat the question's words around other facts.
+    Applied to the reader's windows only: the extractive answer and its calibrated evidence keep their ranking.
+    """
+    ledes: dict[str, Optional[tuple[int, int]]] = {}
+
+    def read_score(c) -> float:
+        if c.article_id not in ledes:
+            ledes[c.article_id] = lede_span(articles.get(c.article_id) or "", passages[c.passage_index].title)
+        span = ledes[c.article_id]
+        return c.score + (LEDE_BONUS if span and span[0] <= c.start < span[1] else 0.0)
+
+    return sorted(candidates, key=read_score, reverse=True)
 
 
 def reader_windows(
     candidates: list, passages: list[Passage], articles: dict[str, str], count: int
 ) -> list[tuple[Passage, int]]:
-    """What the model reads: the best-scored candidate sentences (``rag.query.answer``'s ranking), each with its
-    neighbouring sentences, as passages of exact article spans; overlapping windows of one article merge.
+    """What the model reads: the best candidate sentences (``rag.query.answer``'s ranking, an article's lede
+    raised: :func:`reading_order`), each with its neighbouring sentences, as passages of exact article spans;
+    overlapping windows of one article merge.
 
     Returns (window, index of the retrieved passage it comes from) pairs, best first. Short windows around
     the likeliest sentences give a small model less to wade through than whole chunks, and a faster prompt.
     """
     windows: list[tuple[Passage, int]] = []
-    for c in candidates:
+    for c in reading_order(candidates, passages, articles):
         if len(windows) >= count:
             break
         text = articles.get(c.article_id)
