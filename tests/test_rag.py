@@ -280,6 +280,47 @@ def test_a_passage_copied_in_two_articles_is_cited_from_the_first_copy_whichever
     assert answer.citations[0].article_id == "a-wire.txt" and "1,200" in answer.citations[0].quote
 
 
+def test_a_story_republished_under_another_headline_is_one_passage_headline_chunk_included(tmp_path, embedder):
+    """The same story under two headlines, each article one chunk that starts with its headline: the chunks
+    differ only in that line, so they are one passage, cited from the first copy by path; another story is not
+    merged into it."""
+    from tests.conftest import make_settings
+
+    body = ("The Marlow ferry service will stop running in March after the operator lost its subsidy. "
+            "About 1,200 passengers use the crossing each day.")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a-wire.txt").write_text(f"Ferry to stop\n\n{body}\n", encoding="utf-8")
+    (corpus / "b-paper.txt").write_text(f"Marlow loses its ferry\n\n{body}\n", encoding="utf-8")
+    (corpus / "c-other.txt").write_text("Bridge opens\n\nThe Marlow bridge opened on Monday.\n", encoding="utf-8")
+    services = open_services(make_settings(tmp_path / "data"), embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    retriever = services.pipeline.retriever
+    bm25 = retriever.bm25()
+    rows = sorted(bm25.rows, key=lambda r: r.article_id)
+    assert [(r.article_id, r.start) for r in rows] == [("a-wire.txt", 0), ("b-paper.txt", 0), ("c-other.txt", 0)]
+    for ranked in (rows, rows[::-1]):
+        passages = retriever._fuse([(r, 0.8) for r in ranked], [(r, 5.0) for r in ranked], 5, bm25)
+        assert sorted((p.article_id, p.duplicates) for p in passages) == [
+            ("a-wire.txt", ["b-paper.txt"]), ("c-other.txt", [])]
+    answer = services.pipeline.ask("How many passengers use the Marlow ferry each day?", mode="extractive")
+    assert answer.citations[0].article_id == "a-wire.txt" and answer.passages[0].duplicates == ["b-paper.txt"]
+
+
+def test_a_headline_alone_is_not_a_body_to_match_on():
+    """A chunk holding only its headline keeps its text as its near-duplicate key, so the headline-only chunks
+    of two stories never merge on an empty body; a later chunk is keyed on its text as it stands."""
+    from rag.index.records import ChunkRecord
+    from rag.query.retrieve import _body_text
+
+    alone = ChunkRecord("a.txt", "0" * 64, 0, "Ferry to stop\n\n", 0, 15, title="Ferry to stop")
+    first = ChunkRecord("a.txt", "0" * 64, 0, "Ferry to stop\n\nThe ferry stops.", 0, 31, title="Ferry to stop")
+    later = ChunkRecord("a.txt", "0" * 64, 1, "Ferry to stop\nis what they said.", 40, 72, title="Ferry to stop")
+    assert _body_text(alone) == alone.text
+    assert _body_text(first) == "\nThe ferry stops."
+    assert _body_text(later) == later.text
+
+
 def test_answer_type_detection():
     assert answer_type("Who founded Jet Airways?") == "name"
     assert answer_type("How much capital does it start with?") == "number"

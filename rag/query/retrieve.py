@@ -139,7 +139,7 @@ class HybridRetriever:
         by_text: dict[str, Passage] = {}
         for entry in order:
             row: ChunkRecord = entry["row"]
-            key = _near_duplicate_key(row.text)
+            key = _near_duplicate_key(_body_text(row))
             kept = by_text.get(key)
             if kept is None:
                 passage = _passage(row, bm25, entry)
@@ -176,6 +176,16 @@ def _passage(row: ChunkRecord, bm25: BM25Index, entry: dict) -> Passage:
         dense_score=None if entry["dense"] is None else round(entry["dense"], 4),
         bm25_score=None if entry["bm25"] is None else round(entry["bm25"], 4),
     )
+
+
+def _body_text(row: ChunkRecord) -> str:
+    """The chunk's text without the article's headline line: a story republished under another headline (BBC
+    has dozens) is the same passage, and its first chunk should collapse like the others."""
+    if row.start == 0 and row.title:
+        first, newline, rest = row.text.partition("\n")
+        if newline and rest.strip() and first.strip() == row.title.strip():
+            return rest
+    return row.text
 
 
 def _near_duplicate_key(text: str) -> str:
