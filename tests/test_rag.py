@@ -307,6 +307,38 @@ def test_a_story_republished_under_another_headline_is_one_passage_headline_chun
     assert answer.citations[0].article_id == "a-wire.txt" and answer.passages[0].duplicates == ["b-paper.txt"]
 
 
+def test_video_player_and_gallery_furniture_is_never_a_candidate_or_read(tmp_path, embedder):
+    """A news site's video player and photo gallery leave their titles in the plain text, repeating the story's
+    words. Those sentences are no candidates, so the answer cites the story's own sentence; the model's
+    windows leave them out as neighbours too, and the stored text keeps them."""
+    from tests.conftest import make_settings
+    from rag.query.reader import reader_windows
+
+    text = ("Kelso bridge reopens\n\n"
+            "JUST WATCHED Kelso harbour bridge reopens to traffic after the long repair Replay More Videos ... "
+            "MUST WATCH Kelso harbour bridge reopens to traffic after the long repair 02:15\n"
+            "The Kelso harbour bridge reopened to traffic on Monday. Hide Caption 1 of 9 Photos: Kelso harbour "
+            "bridge reopens to traffic after the long repair Crowds cross the harbour bridge. Engineers replaced "
+            "the deck and the cables.\n")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "kelso.txt").write_text(text, encoding="utf-8")
+    services = open_services(make_settings(tmp_path / "data"), embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    pipe = services.pipeline
+    question = "When did the Kelso harbour bridge reopen to traffic after the long repair?"
+    evidence = pipe.retrieve(question, 5, {})
+    result = pipe.extract(question, evidence)
+    texts = [c.text for c in result.candidates]
+    assert texts and not [t for t in texts if "WATCH" in t or "Hide Caption" in t], texts
+    answer = pipe.ask(question, mode="extractive")
+    assert answer.citations[0].quote == "The Kelso harbour bridge reopened to traffic on Monday."
+    windows = reader_windows(result.candidates, evidence.passages, evidence.articles, 4)
+    read = " ".join(w.text for w, _ in windows)
+    assert "reopened to traffic on Monday" in read and "WATCH" not in read and "Hide Caption" not in read
+    assert article_text(pipe, "kelso.txt") == text
+
+
 def test_a_headline_alone_is_not_a_body_to_match_on():
     """A chunk holding only its headline keeps its text as its near-duplicate key, so the headline-only chunks
     of two stories never merge on an empty body; a later chunk is keyed on its text as it stands."""

@@ -216,6 +216,12 @@ class ExtractiveResult:
 
 
 MAX_SENTENCES_SCORED = 12
+# Page furniture a news site's video player and photo gallery leave in an article's plain text ("JUST WATCHED
+# <video title> Replay More Videos ... MUST WATCH <video title> 03:00", "Hide Caption 6 of 18 Photos: <gallery
+# title>"): the titles repeat the story's words, so such sentences outscore the story's own. They are not
+# candidates; the stored text keeps them (quotes stay exact spans). Written here because no library strips
+# furniture from plain text: trafilatura, used for HTML at ingest, needs the page's markup.
+PAGE_FURNITURE = re.compile(r"\b(?:JUST WATCHED|MUST WATCH|Replay More Videos|Hide Caption \d+ of \d+)\b")
 SECOND_SENTENCE_RATIO = 0.95
 SENTENCE_EMBED_CHARS = 200
 FOLLOWING_CHARS = 300  # sentences this far past a passage are candidates too (the answer often follows)
@@ -270,6 +276,8 @@ def candidate_sentences(
             if s == 0 and sentence.strip() == passage.title.strip():
                 continue  # the headline line: it names the story, it does not answer
             if e <= passage.start_char_idx or len(sentence) < 12 or (passage.article_id, s) in seen:
+                continue
+            if PAGE_FURNITURE.search(sentence):
                 continue
             cand = Candidate(index, passage.article_id, s, e, sentence, passage_score=passage.score)
             spans = answer_spans(sentence, kind, question)

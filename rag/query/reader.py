@@ -21,6 +21,7 @@ from rag.core.calibration import LEDE_BONUS
 from rag.core.sentences import sentence_spans
 from rag.core.text import MARKER, marker_numbers
 from rag.core.types import Passage
+from rag.query.answer import PAGE_FURNITURE
 from rag.query.prompt import neutralise, passages_block
 
 NOT_FOUND = "NOT FOUND"
@@ -114,7 +115,10 @@ def reader_windows(
         if at is None:
             start, end = c.start, c.end
         else:
-            chosen = around[max(0, at - WINDOW_NEIGHBOURS) : at + WINDOW_NEIGHBOURS + 1]
+            # Neighbours that are page furniture (a video player's or gallery's titles) are left out.
+            lo = max(0, at - WINDOW_NEIGHBOURS)
+            chosen = [(s, e) for i, (s, e) in enumerate(around[lo : at + WINDOW_NEIGHBOURS + 1], lo)
+                      if i == at or not PAGE_FURNITURE.search(text[s:e])]
             # Stay inside the candidate's paragraph line: a headline or byline above it is no context.
             start = max(chosen[0][0], text.rfind("\n", 0, c.start) + 1)
             end = min(chosen[-1][1], text.find("\n", c.end) if text.find("\n", c.end) >= 0 else len(text))
