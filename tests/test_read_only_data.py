@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,21 @@ def _mount(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["mount", *args], capture_output=True, text=True)
 
 
+RETRIES = 20  # remount attempts, half a second apart
+
+
+def _open_files(folder) -> list[str]:
+    """Files under ``folder`` that a process holds open, as "pid: path" (from /proc; empty where unreadable)."""
+    held = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [(fd, os.readlink(fd)) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        held += [f"{fd_dir.parent.name}: {target}" for fd, target in links if target.startswith(str(folder))]
+    return held
+
+
 @pytest.fixture
 def data_mount(tmp_path):
     """``(folder, make_read_only)``: a data folder bind-mounted over itself, writable until ``make_read_only()``
@@ -37,8 +54,17 @@ def data_mount(tmp_path):
         pytest.skip(f"cannot bind-mount here ({done.stderr.strip() or done.returncode}): no read-only folder to try")
 
     def make_read_only() -> None:
-        done = _mount("-o", "remount,bind,ro", str(folder))
-        assert done.returncode == 0, f"bind-mounted, but cannot remount read-only: {done.stderr.strip()}"
+        # The kernel refuses ("mount point is busy") while any file under the folder is open for writing; a
+        # handle let go by the store can take a moment to close (a thread of Chroma's still finishing), so try
+        # for a few seconds, and name whatever still holds a file open if it never lets go.
+        for _ in range(RETRIES):
+            done = _mount("-o", "remount,bind,ro", str(folder))
+            if done.returncode == 0:
+                return
+            gc.collect()
+            time.sleep(0.5)
+        assert done.returncode == 0, (
+            f"bind-mounted, but cannot remount read-only: {done.stderr.strip()}; open under it: {_open_files(folder)}")
 
     try:
         yield folder, make_read_only
