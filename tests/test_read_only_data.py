@@ -55,7 +55,7 @@ def data_mount(tmp_path):
 
     def make_read_only() -> None:
         # The kernel refuses ("mount point is busy") while any file under the folder is open for writing; a
-        # handle let go by the store can take a moment to close (a thread of Chroma's still finishing), so try
+        # handle the store let go can take a moment to close (the cause is not known), so try
         # for a few seconds, and name whatever still holds a file open if it never lets go.
         for _ in range(RETRIES):
             done = _mount("-o", "remount,bind,ro", str(folder))
