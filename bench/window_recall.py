@@ -58,9 +58,8 @@ def collect(questions_file: Path, corpus: Path) -> list[dict]:
         extractive = pipeline.extract(q.question, evidence, scope)
         row = {"id": q.id, "in": {}, "first": {}}
         for bonus in GRID:
-            reader.LEDE_BONUS = bonus
             windows = reader.reader_windows(extractive.candidates, evidence.passages, evidence.articles,
-                                            settings.llm_passages)
+                                            settings.llm_passages, lede_bonus=bonus)
             holds = [any(g in normalize_answer(w.text) for g in golds) for w, _ in windows]
             row["in"][bonus], row["first"][bonus] = any(holds), bool(holds and holds[0])
         rows.append(row)

@@ -73,8 +73,10 @@ def lede_span(text: str, title: str) -> Optional[tuple[int, int]]:
     return None
 
 
-def reading_order(candidates: list, passages: list[Passage], articles: dict[str, str]) -> list:
-    """``candidates`` re-ranked for the reader: an article's lede gets :data:`LEDE_BONUS` on its score.
+def reading_order(
+    candidates: list, passages: list[Passage], articles: dict[str, str], lede_bonus: float = LEDE_BONUS
+) -> list:
+    """``candidates`` re-ranked for the reader: an article's lede gets ``lede_bonus`` on its score.
 
     A news story states its main fact in its first sentence, and questions about a story most often ask for
     that fact, worded as the lede words it ("Extreme heat has engulfed parts of western Europe ..." for "which
@@ -87,23 +89,23 @@ def reading_order(candidates: list, passages: list[Passage], articles: dict[str,
         if c.article_id not in ledes:
             ledes[c.article_id] = lede_span(articles.get(c.article_id) or "", passages[c.passage_index].title)
         span = ledes[c.article_id]
-        return c.score + (LEDE_BONUS if span and span[0] <= c.start < span[1] else 0.0)
+        return c.score + (lede_bonus if span and span[0] <= c.start < span[1] else 0.0)
 
     return sorted(candidates, key=read_score, reverse=True)
 
 
 def reader_windows(
-    candidates: list, passages: list[Passage], articles: dict[str, str], count: int
+    candidates: list, passages: list[Passage], articles: dict[str, str], count: int, lede_bonus: float = LEDE_BONUS
 ) -> list[tuple[Passage, int]]:
     """What the model reads: the best candidate sentences (``rag.query.answer``'s ranking, an article's lede
-    raised: :func:`reading_order`), each with its neighbouring sentences, as passages of exact article spans;
+    raised by ``lede_bonus``, :data:`LEDE_BONUS` unless given: :func:`reading_order`), each with its neighbouring sentences, as passages of exact article spans;
     overlapping windows of one article merge.
 
     Returns (window, index of the retrieved passage it comes from) pairs, best first. Short windows around
     the likeliest sentences give a small model less to wade through than whole chunks, and a faster prompt.
     """
     windows: list[tuple[Passage, int]] = []
-    for c in reading_order(candidates, passages, articles):
+    for c in reading_order(candidates, passages, articles, lede_bonus):
         if len(windows) >= count:
             break
         text = articles.get(c.article_id)
