@@ -253,6 +253,49 @@ def test_a_sentence_recalling_another_year_gives_way_when_the_year_asked_is_cove
     assert "Harbourside Hawks" in dated.citations[0].quote and "2006" not in dated.text
 
 
+def test_a_question_about_days_no_indexed_article_was_published_in_abstains_without_asking_the_model(
+    tmp_path, embedder
+):
+    """"This week", asked in 2025 of an archive whose newest story is from 2022: no article can report that week,
+    however well the 2022 story matches the words, so the answer says so (naming the days and the newest story)
+    in both modes, without a model call; the passages stay, shown as related. Asked as of the week the story
+    was published, or without time words, it is answered; an undated article might be from any week, so
+    while one is indexed nothing says the week is empty."""
+    from rag.query.pipeline import Pipeline
+    from tests.conftest import make_settings
+    from tests.llm_helpers import ScriptedLLM
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "larkspur-cup.txt").write_text(
+        "Hawks lift the Larkspur Cup\n\nThe Harbourside Hawks beat the Tollan Owls 4-2 in the Larkspur Cup final "
+        "on Sunday, their first title in a decade.\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "data", abstain_threshold=-1.0, llm_abstain_threshold=-1.0)
+    services = open_services(settings, embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    llm = ScriptedLLM(reply="ANSWER: Harbourside Hawks\nPASSAGE: 1")
+    pipeline = Pipeline(services.pipeline.settings, llm=llm, embedder=embedder, store=services.store)
+    question = "Which team won the Larkspur Cup final this week?"
+    assert not pipeline.ask(question, mode="extractive", as_of="2025-01-10").abstained  # undated: could be recent
+
+    records = services.store.get_articles(["larkspur-cup.txt"])
+    for record in records.values():
+        record.published = "2022-06-27"
+    services.store.update_article_metadata(list(records.values()))
+    services.store.bump_version()
+    for mode in ("extractive", "llm"):
+        answer = pipeline.ask(question, mode=mode, as_of="2025-01-10")
+        assert answer.abstained and not answer.citations and answer.short_answer is None, answer
+        assert answer.abstain_reason.startswith(
+            "No indexed article was published 2025-01-02 to 2025-01-10, the days \u201cthis week\u201d points to "
+            "as of 2025-01-10; the newest one that may be cited is from 2022-06-27."), answer.abstain_reason
+        assert answer.passages[0].article_id == "larkspur-cup.txt"  # shown as related
+    assert llm.prompts == []  # the model was never asked
+    then = pipeline.ask(question, mode="llm", as_of="2022-06-30")
+    assert not then.abstained and then.short_answer == "Harbourside Hawks" and len(llm.prompts) == 1
+    assert not pipeline.ask("Which team won the Larkspur Cup final?", mode="extractive", as_of="2025-01-10").abstained
+
+
 def test_a_passage_copied_in_two_articles_is_cited_from_the_first_copy_whichever_ranks_higher(tmp_path, embedder):
     """Two wire copies of one story, differing in their headlines: their identical passages are one passage,
     cited from the first copy by path, whichever copy's passage the rankings put first."""

@@ -98,6 +98,21 @@ class BM25Index:
         )
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
 
+    def newest_in_scope(self, scope: Scope) -> Optional[date]:
+        """When the question's time words point to a window ("this week") in which no article that ``scope`` lets
+        be cited was published, the newest such article's publish date; None otherwise (no time words, an
+        article in the window, or an undated one, which might be: nothing then says the window is empty)."""
+        if scope.window is None:
+            return None
+        newest = None
+        for article, day in self.published.items():
+            if not scope.allows(day, self.site.get(article, "")):
+                continue
+            if day is None or day in scope.window:
+                return None
+            newest = day if newest is None or day > newest else newest
+        return newest
+
     def allowed_rows(self, scope: Scope) -> Optional[np.ndarray]:
         """A 0/1 mask of the rows ``scope`` lets be cited, or None when it lets every row be."""
         if not scope.filters and (self.latest is None or self.latest <= scope.as_of):

@@ -25,7 +25,7 @@ from rag.index.store import ArticleRecord, Store, chunk_id, chunk_is_current
 from rag.query.answer import ExtractiveResult, extract_answer
 from rag.query.bm25 import BM25Index
 from rag.query.conversation import History, condense
-from rag.query.llm_answer import LLMAnswerer
+from rag.query.llm_answer import LLMAnswerer, abstain
 from rag.query.rerank import Reranker
 from rag.query.retrieve import HybridRetriever
 from rag.query.scope import Scope, build_scope
@@ -176,7 +176,12 @@ class Pipeline:
             answer.abstain_reason = NO_ANSWER
             if extractive.clash:
                 answer.abstain_reason += f" The closest passage is about {extractive.clash}."
-        if mode == "llm":
+        newest = evidence.bm25.newest_in_scope(scope)
+        if newest is not None:
+            # Nothing indexed was published in the days the question asks about ("this week", asked in 2025 of
+            # a 2022 archive): no article can report them, however well an older one matches the words.
+            abstain(answer, empty_window_reason(scope, newest))
+        if mode == "llm" and newest is None:
             yield from self.reader.answer(answer, extractive, evidence.articles, stream)
         elif stream:
             yield answer.text
@@ -233,6 +238,14 @@ class Pipeline:
             wanted = {holder.get(start, -1) for a, start in keys if a == article_id}
             chunks += [chunk_id(article_id, record.sha256, chunk) for chunk in sorted(wanted) if chunk >= 0]
         return self.store.sentence_vectors(chunks)
+
+
+def empty_window_reason(scope: Scope, newest) -> str:
+    """Why a question whose time words point to days no indexed article was published in is not answered."""
+    window = scope.window
+    return (f"No indexed article was published {window.start} to {window.end}, the days \u201c{window.words}\u201d "
+            f"points to as of {scope.as_of}; the newest one that may be cited is from {newest}. Ask as of an "
+            "earlier date to read the question from then. The closest passages are shown as related.")
 
 
 def clean_question(question, max_chars: int) -> tuple[str, list[str]]:
