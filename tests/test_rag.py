@@ -259,8 +259,8 @@ def test_a_question_about_days_no_indexed_article_was_published_in_abstains_with
     """"This week", asked in 2025 of an archive whose newest story is from 2022: no article can report that week,
     however well the 2022 story matches the words, so the answer says so (naming the days and the newest story)
     in both modes, without a model call; the passages stay, shown as related. Asked as of the week the story
-    was published, or without time words, it is answered; an undated article might be from any week, so
-    while one is indexed nothing says the week is empty."""
+    was published, without time words or with vague ones ("recently"), it is answered; an undated article might
+    be from any week, so while one is indexed nothing says the week is empty."""
     from rag.query.pipeline import Pipeline
     from tests.conftest import make_settings
     from tests.llm_helpers import ScriptedLLM
@@ -293,7 +293,9 @@ def test_a_question_about_days_no_indexed_article_was_published_in_abstains_with
     assert llm.prompts == []  # the model was never asked
     then = pipeline.ask(question, mode="llm", as_of="2022-06-30")
     assert not then.abstained and then.short_answer == "Harbourside Hawks" and len(llm.prompts) == 1
-    assert not pipeline.ask("Which team won the Larkspur Cup final?", mode="extractive", as_of="2025-01-10").abstained
+    for undated_question in ("Which team won the Larkspur Cup final?", "Which team recently won the Larkspur Cup?"):
+        # no time words, or vague ones (a preference for recent news, not days the question names): answered
+        assert not pipeline.ask(undated_question, mode="extractive", as_of="2025-01-10").abstained, undated_question
 
 
 def test_a_passage_copied_in_two_articles_is_cited_from_the_first_copy_whichever_ranks_higher(tmp_path, embedder):

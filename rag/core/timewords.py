@@ -24,6 +24,7 @@ class Window:
     start: date
     end: date
     words: str
+    vague: bool = False  # "recently", "latest": a preference for recent news, not days the question names
 
     def __contains__(self, day: date) -> bool:
         return self.start <= day <= self.end
@@ -48,6 +49,8 @@ def parse_date(value: DateLike) -> Optional[date]:
     raise ValueError(f"not a date: {text!r} (expected YYYY-MM-DD)")
 
 
+# Words that prefer recent news without naming days: a question may use them of the newest story it knows.
+_VAGUE = re.compile(r"\b(?:recently|recent|latest|newly|just)\b", re.I)
 # Relative time words, most specific first, with how many days back from the as-of date each reaches. The
 # reach includes a day of slack: a story is often published the day after the event it reports.
 _WORDS: list[tuple[re.Pattern, int]] = [
@@ -58,7 +61,7 @@ _WORDS: list[tuple[re.Pattern, int]] = [
     (re.compile(r"\blast\s+(?:week|weekend)\b", re.I), 15),
     (re.compile(r"\b(?:this|the past|the last)\s+month\b", re.I), 32),
     (re.compile(r"\blast\s+month\b", re.I), 62),
-    (re.compile(r"\b(?:recently|recent|latest|newly|just)\b", re.I), 32),
+    (_VAGUE, 32),
 ]
 _THIS_YEAR = re.compile(r"\bthis\s+year\b", re.I)
 _LAST_YEAR = re.compile(r"\blast\s+year\b", re.I)
@@ -69,7 +72,7 @@ def question_window(question: str, as_of: date) -> Optional[Window]:
     for pattern, days in _WORDS:
         match = pattern.search(question)
         if match:
-            return Window(as_of - timedelta(days=days), as_of, match.group(0).lower())
+            return Window(as_of - timedelta(days=days), as_of, match.group(0).lower(), pattern is _VAGUE)
     if _THIS_YEAR.search(question):
         return Window(date(as_of.year, 1, 1), as_of, "this year")
     if _LAST_YEAR.search(question):

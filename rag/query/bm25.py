@@ -99,10 +99,11 @@ class BM25Index:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
 
     def newest_in_scope(self, scope: Scope) -> Optional[date]:
-        """When the question's time words point to a window ("this week") in which no article that ``scope`` lets
-        be cited was published, the newest such article's publish date; None otherwise (no time words, an
-        article in the window, or an undated one, which might be: nothing then says the window is empty)."""
-        if scope.window is None:
+        """When the question's time words name days ("this week", "yesterday"; not a vague "recently") in which
+        no article that ``scope`` lets be cited was published, the newest such article's publish date; None
+        otherwise (no such words, an article in the window, or an undated one, which might be: nothing then
+        says the window is empty)."""
+        if scope.window is None or scope.window.vague:
             return None
         newest = None
         for article, day in self.published.items():
