@@ -12,6 +12,7 @@ import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from typing import Iterable, Iterator, Optional, Union
 
 from rag.core.errors import InvalidQuestion, LLMError
@@ -240,7 +241,7 @@ class Pipeline:
         return self.store.sentence_vectors(chunks)
 
 
-def empty_window_reason(scope: Scope, newest) -> str:
+def empty_window_reason(scope: Scope, newest: date) -> str:
     """Why a question whose time words point to days no indexed article was published in is not answered."""
     window = scope.window
     return (f"No indexed article was published {window.start} to {window.end}, the days \u201c{window.words}\u201d "
