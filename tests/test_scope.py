@@ -42,6 +42,7 @@ def test_empty_dates_are_none():
 def test_time_words_count_back_from_the_as_of_date(question, days, words):
     window = question_window(question, AS_OF)
     assert window.end == AS_OF and (AS_OF - window.start).days == days and window.words == words
+    assert window.vague == (words == "recently")  # names no days: only a preference for recent news
 
 
 def test_years_and_no_time_words():
