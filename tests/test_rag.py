@@ -273,7 +273,7 @@ def test_a_question_about_days_no_indexed_article_was_published_in_abstains_with
     settings = make_settings(tmp_path / "data", abstain_threshold=-1.0, llm_abstain_threshold=-1.0)
     services = open_services(settings, embedder=embedder)
     services.ingestor.ingest([corpus], progress=False)
-    llm = ScriptedLLM(reply="ANSWER: Harbourside Hawks\nPASSAGE: 1")
+    llm = ScriptedLLM(reply="ANSWER: Harbourside Hawks\nPASSAGE: 1", prompts=[])
     pipeline = Pipeline(services.pipeline.settings, llm=llm, embedder=embedder, store=services.store)
     question = "Which team won the Larkspur Cup final this week?"
     assert not pipeline.ask(question, mode="extractive", as_of="2025-01-10").abstained  # undated: could be recent
@@ -293,9 +293,9 @@ def test_a_question_about_days_no_indexed_article_was_published_in_abstains_with
     assert llm.prompts == []  # the model was never asked
     then = pipeline.ask(question, mode="llm", as_of="2022-06-30")
     assert not then.abstained and then.short_answer == "Harbourside Hawks" and len(llm.prompts) == 1
-    for undated_question in ("Which team won the Larkspur Cup final?", "Which team recently won the Larkspur Cup?"):
+    for other in ("Which team won the Larkspur Cup final?", "Which team recently won the Larkspur Cup?"):
         # no time words, or vague ones (a preference for recent news, not days the question names): answered
-        assert not pipeline.ask(undated_question, mode="extractive", as_of="2025-01-10").abstained, undated_question
+        assert not pipeline.ask(other, mode="extractive", as_of="2025-01-10").abstained, other
 
 
 def test_a_passage_copied_in_two_articles_is_cited_from_the_first_copy_whichever_ranks_higher(tmp_path, embedder):
