@@ -215,6 +215,7 @@ def test_settings_panel_shows_models_but_no_keys(page):
     assert "all-MiniLM-L6-v2" in text
     assert "chroma" in text and "news" in text
     assert "none" in text.lower()  # the LLM
+    page.locator("#answer-mode input[value=extractive]").wait_for()  # the tab's parts may render one by one
     modes = page.locator("#answer-mode input[type=radio]")
     assert modes.count() == 1  # no LLM configured: extractive only
     assert SECRET not in page.content()
