@@ -64,3 +64,22 @@ def test_the_run_in_the_answers_own_sentence_wins_over_the_articles_first():
     second = text.index("Later")
     assert _expand("Biden", text) == "Jill Biden"  # the article's first mention
     assert _expand("Biden", text, (second, text.index("Biden praised"))) == "President Joe Biden"
+
+
+@pytest.mark.parametrize("question, names", [
+    ("What pre-tax profit did Marks & Spencer report for the year to April 2005?", ["Marks", "Spencer"]),
+    # a sentence's and a quote's first word, days, months, nationalities and two-letter names are not names
+    ("Far-right pundit Alex Jones was in court. Which Sandy Hook lawsuit was heard on Monday?",
+     ["Alex", "Jones", "Sandy", "Hook"]),
+    ("Which actress, best known as Jessica Fletcher in \u201cMurder, She Wrote,\u201d died?",
+     ["Jessica", "Fletcher", "She", "Wrote"]),
+    ("Where did Swedish player Joachim Johansson win in the US in February?", ["Joachim", "Johansson"]),
+    ("Who holds the majority stake in the CATL joint venture?", ["CATL"]),
+    ("Who holds the majority stake?", []),
+    ("WHO HOLDS THE MAJORITY STAKE IN CATL?", []),  # written in capitals: the case shows no names
+])
+def test_question_names_are_its_capitalised_words_that_name_something(question, names):
+    from rag.query.bm25 import Tokenizer
+    from rag.query.subject import question_names
+
+    assert question_names(question, Tokenizer().stopwords) == names

@@ -298,6 +298,60 @@ def test_a_question_about_days_no_indexed_article_was_published_in_abstains_with
         assert not pipeline.ask(other, mode="extractive", as_of="2025-01-10").abstained, other
 
 
+def test_an_answer_from_an_article_that_never_mentions_the_questions_rarest_name_abstains(tmp_path, embedder):
+    """A near miss: asked for Marks & Spencer's profit, the best sentence is another company's profit in the
+    same words. Its article never mentions the question's most specific name, so neither mode gives it (the
+    model is asked, its answer not shown, and nothing of it streamed in extractive mode); a name no article
+    mentions says so; the company's own question is answered. A name many articles mention is a topic, not
+    checked."""
+    from rag.core.text import ABSTAIN_TEXT
+    from rag.query.pipeline import Pipeline
+    from tests.conftest import make_settings
+    from tests.llm_helpers import ScriptedLLM
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "multiplex-profit.txt").write_text(
+        "Builder lifts profit\n\nBuilder Multiplex reported a pre-tax profit of \u00a367.7m for the year to "
+        "April, up from \u00a351m, helped by its stadium contracts.\n", encoding="utf-8")
+    (corpus / "high-street.txt").write_text(
+        "Shoppers return to the high street\n\nRetailers such as Marks & Spencer saw more shoppers in December, "
+        "a survey of town centres found. Footfall rose by 3% on the year.\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "data", abstain_threshold=-1.0, llm_abstain_threshold=-1.0)
+    services = open_services(settings, embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    llm = ScriptedLLM(reply="ANSWER: \u00a367.7m\nPASSAGE: 1", prompts=[])
+    pipeline = Pipeline(services.pipeline.settings, llm=llm, embedder=embedder, store=services.store)
+
+    near_miss = "What pre-tax profit did Marks & Spencer report for the year to April?"
+    for mode in ("extractive", "llm"):
+        answer = pipeline.ask(near_miss, mode=mode)
+        assert answer.abstained and not answer.citations and answer.short_answer is None, answer
+        assert answer.abstain_reason.startswith(
+            "The best answer found comes from an article that never mentions \u201cMarks\u201d, which the question "
+            "names"), answer.abstain_reason
+        assert answer.passages[0].article_id == "multiplex-profit.txt"  # shown as related
+    assert len(llm.prompts) == 1  # asked; its answer came from the wrong article
+    assert list(pipeline.ask_stream(near_miss, mode="extractive"))[0] == ABSTAIN_TEXT  # nothing of it streamed
+
+    unknown = pipeline.ask("What pre-tax profit did Glenfarrow Mills report for the year to April?", mode="llm")
+    assert unknown.abstained and unknown.abstain_reason.startswith(
+        "No indexed article mentions \u201cGlenfarrow\u201d, which the question names."), unknown.abstain_reason
+
+    for mode in ("extractive", "llm"):
+        own = pipeline.ask("What pre-tax profit did Multiplex report for the year to April?", mode=mode)
+        assert not own.abstained and "\u00a367.7m" in own.text and own.citations[0].article_id == "multiplex-profit.txt"
+
+    # Marks & Spencer in two articles of three: more than one and more than 1 in 100, a topic; not checked.
+    (corpus / "retail-survey.txt").write_text(
+        "Retail survey\n\nMarks & Spencer and Next were named the most visited stores in a survey of "
+        "2,000 shoppers.\n", encoding="utf-8")
+    services.ingestor.ingest([corpus], progress=False)
+    pipeline.refresh()
+    topic = pipeline.ask(near_miss, mode="extractive")
+    assert not topic.abstained and topic.citations[0].article_id == "multiplex-profit.txt", topic
+
+
 def test_a_passage_copied_in_two_articles_is_cited_from_the_first_copy_whichever_ranks_higher(tmp_path, embedder):
     """Two wire copies of one story, differing in their headlines: their identical passages are one passage,
     cited from the first copy by path, whichever copy's passage the rankings put first."""

@@ -64,6 +64,7 @@ class BM25Index:
             self.chunk_terms[row.chunk_id] = terms
             self.article_terms.setdefault(row.article_id, set()).update(terms)
         self.n_docs = max(1, len(rows))
+        self.article_df: Counter = Counter(t for terms in self.article_terms.values() for t in terms)
         self.retriever = bm25s.BM25()
         if rows:
             self.retriever.index(corpus, show_progress=False)

@@ -38,14 +38,14 @@ _STOP = frozenset(
     "to top under until was we were what when where whether which while who why with yet you "
     "two three four five six seven eight nine ten contact join make read see watch".split()
 )
-_CALENDAR = frozenset(
+CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
     "august september october november december".split()
 )
 # Words that make another place of a place: "West Virginia" is not "Virginia".
 _PLACE_MAKERS = frozenset("north south east west northern southern eastern western new upper lower central".split())
 # Nationalities written before a name, which are not part of it: "German Marlene Weingartner".
-_NATIONALITIES = frozenset(
+NATIONALITIES = frozenset(
     "american british english scottish welsh irish french german italian spanish portuguese dutch belgian swiss "
     "austrian swedish norwegian danish finnish polish russian ukrainian greek turkish chinese japanese korean "
     "indian pakistani australian canadian mexican brazilian argentine african egyptian israeli iranian iraqi "
@@ -64,8 +64,8 @@ _TITLES = frozenset(
 _COMPANY_KINDS = frozenset(
     "airways airlines inc corp corporation co company holdings group motors plc ltd".split()
 )
-_NO_NAME = _STOP | _CALENDAR  # a short answer of these is no name
-_NO_NAME_PART = _NO_NAME | _ROLES | _PLACE_MAKERS | _NATIONALITIES  # never added before a name
+_NO_NAME = _STOP | CALENDAR  # a short answer of these is no name
+_NO_NAME_PART = _NO_NAME | _ROLES | _PLACE_MAKERS | NATIONALITIES  # never added before a name
 
 
 def _word(token: str) -> str:

@@ -30,6 +30,7 @@ from rag.query.llm_answer import LLMAnswerer, abstain
 from rag.query.rerank import Reranker
 from rag.query.retrieve import HybridRetriever
 from rag.query.scope import Scope, build_scope
+from rag.query.subject import unmentioned_name, unmentioned_reason
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,15 @@ class Pipeline:
             # Nothing indexed was published in the days the question asks about ("this week", asked in 2025 of
             # a 2022 archive): no article can report them, however well an older one matches the words.
             abstain(answer, empty_window_reason(scope, newest))
-        if mode == "llm" and newest is None:
+        reading = mode == "llm" and newest is None
+        if reading:
             yield from self.reader.answer(answer, extractive, evidence.articles, stream)
-        elif stream:
+        if not answer.abstained and answer.citations:
+            # The question's most specific name is missing from the article the answer comes from: a near miss.
+            name = unmentioned_name(standalone, answer.citations[0].article_id, evidence.bm25)
+            if name is not None:
+                abstain(answer, unmentioned_reason(name, evidence.bm25))
+        if stream and not reading:
             yield answer.text
         timings["total"] = time.perf_counter() - started
         yield answer
