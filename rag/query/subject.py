@@ -52,12 +52,12 @@ def unmentioned_name(question: str, article_id: str, bm25: BM25Index) -> Optiona
     and outlet) never mentions it, else None."""
     tokenizer = bm25.tokenizer
     names = question_names(question, tokenizer.stopwords)
-    if not names:
+    if not names or article_id not in bm25.article_terms:  # an article this index version lacks: nothing known
         return None
     rarest = min(names, key=lambda word: _articles_naming(word, bm25))
     if _articles_naming(rarest, bm25) > max(1.0, SPECIFIC_SHARE * len(bm25.article_terms)):
         return None
-    mentioned = bm25.article_terms.get(article_id, set()) | set(tokenizer(bm25.site.get(article_id, "")))
+    mentioned = bm25.article_terms[article_id] | set(tokenizer(bm25.site.get(article_id, "")))
     return None if tokenizer.stem(rarest.lower()) in mentioned else rarest
 
 
