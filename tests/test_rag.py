@@ -253,6 +253,23 @@ def test_a_sentence_recalling_another_year_gives_way_when_the_year_asked_is_cove
     assert "Harbourside Hawks" in dated.citations[0].quote and "2006" not in dated.text
 
 
+def scripted_pipeline(tmp_path: Path, embedder, articles: dict[str, str], reply: str):
+    """A real store under ``tmp_path`` holding ``articles`` (file name -> text), and a pipeline over it with both
+    abstention thresholds off and a scripted LLM that replies ``reply``: (services, corpus folder, pipeline, LLM)."""
+    from tests.conftest import make_settings
+    from tests.llm_helpers import ScriptedLLM
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in articles.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = make_settings(tmp_path / "data", abstain_threshold=-1.0, llm_abstain_threshold=-1.0)
+    services = open_services(settings, embedder=embedder)
+    services.ingestor.ingest([corpus], progress=False)
+    llm = ScriptedLLM(reply=reply, prompts=[])
+    return services, corpus, Pipeline(services.pipeline.settings, llm=llm, embedder=embedder, store=services.store), llm
+
+
 def test_a_question_about_days_no_indexed_article_was_published_in_abstains_without_asking_the_model(
     tmp_path, embedder
 ):
@@ -261,20 +278,10 @@ def test_a_question_about_days_no_indexed_article_was_published_in_abstains_with
     in both modes, without a model call; the passages stay, shown as related. Asked as of the week the story
     was published, without time words or with vague ones ("recently"), it is answered; an undated article might
     be from any week, so while one is indexed nothing says the week is empty."""
-    from rag.query.pipeline import Pipeline
-    from tests.conftest import make_settings
-    from tests.llm_helpers import ScriptedLLM
-
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "larkspur-cup.txt").write_text(
-        "Hawks lift the Larkspur Cup\n\nThe Harbourside Hawks beat the Tollan Owls 4-2 in the Larkspur Cup final "
-        "on Sunday, their first title in a decade.\n", encoding="utf-8")
-    settings = make_settings(tmp_path / "data", abstain_threshold=-1.0, llm_abstain_threshold=-1.0)
-    services = open_services(settings, embedder=embedder)
-    services.ingestor.ingest([corpus], progress=False)
-    llm = ScriptedLLM(reply="ANSWER: Harbourside Hawks\nPASSAGE: 1", prompts=[])
-    pipeline = Pipeline(services.pipeline.settings, llm=llm, embedder=embedder, store=services.store)
+    services, _, pipeline, llm = scripted_pipeline(tmp_path, embedder, {
+        "larkspur-cup.txt": "Hawks lift the Larkspur Cup\n\nThe Harbourside Hawks beat the Tollan Owls 4-2 in the "
+                            "Larkspur Cup final on Sunday, their first title in a decade.\n",
+    }, reply="ANSWER: Harbourside Hawks\nPASSAGE: 1")
     question = "Which team won the Larkspur Cup final this week?"
     assert not pipeline.ask(question, mode="extractive", as_of="2025-01-10").abstained  # undated: could be recent
 
@@ -304,24 +311,12 @@ def test_an_answer_from_an_article_that_never_mentions_the_questions_rarest_name
     model is asked, its answer not shown, and nothing of it streamed in extractive mode); a name no article
     mentions says so; the company's own question is answered. A name many articles mention is a topic, not
     checked."""
-    from rag.core.text import ABSTAIN_TEXT
-    from rag.query.pipeline import Pipeline
-    from tests.conftest import make_settings
-    from tests.llm_helpers import ScriptedLLM
-
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "multiplex-profit.txt").write_text(
-        "Builder lifts profit\n\nBuilder Multiplex reported a pre-tax profit of \u00a367.7m for the year to "
-        "April, up from \u00a351m, helped by its stadium contracts.\n", encoding="utf-8")
-    (corpus / "high-street.txt").write_text(
-        "Shoppers return to the high street\n\nRetailers such as Marks & Spencer saw more shoppers in December, "
-        "a survey of town centres found. Footfall rose by 3% on the year.\n", encoding="utf-8")
-    settings = make_settings(tmp_path / "data", abstain_threshold=-1.0, llm_abstain_threshold=-1.0)
-    services = open_services(settings, embedder=embedder)
-    services.ingestor.ingest([corpus], progress=False)
-    llm = ScriptedLLM(reply="ANSWER: \u00a367.7m\nPASSAGE: 1", prompts=[])
-    pipeline = Pipeline(services.pipeline.settings, llm=llm, embedder=embedder, store=services.store)
+    services, corpus, pipeline, llm = scripted_pipeline(tmp_path, embedder, {
+        "multiplex-profit.txt": "Builder lifts profit\n\nBuilder Multiplex reported a pre-tax profit of \u00a367.7m "
+                                "for the year to April, up from \u00a351m, helped by its stadium contracts.\n",
+        "high-street.txt": "Shoppers return to the high street\n\nRetailers such as Marks & Spencer saw more "
+                           "shoppers in December, a survey of town centres found. Footfall rose by 3% on the year.\n",
+    }, reply="ANSWER: \u00a367.7m\nPASSAGE: 1")
 
     near_miss = "What pre-tax profit did Marks & Spencer report for the year to April?"
     for mode in ("extractive", "llm"):
