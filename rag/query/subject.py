@@ -57,8 +57,9 @@ def unmentioned_name(question: str, article_id: str, bm25: BM25Index) -> Optiona
     rarest = min(names, key=lambda word: _articles_naming(word, bm25))
     if _articles_naming(rarest, bm25) > max(1.0, SPECIFIC_SHARE * len(bm25.article_terms)):
         return None
-    mentioned = bm25.article_terms[article_id] | set(tokenizer(bm25.site.get(article_id, "")))
-    return None if tokenizer.stem(rarest.lower()) in mentioned else rarest
+    term = tokenizer.stem(rarest.lower())
+    mentioned = term in bm25.article_terms[article_id] or term in tokenizer(bm25.site.get(article_id, ""))
+    return None if mentioned else rarest
 
 
 def _articles_naming(word: str, bm25: BM25Index) -> int:
