@@ -9,9 +9,10 @@
 over a cached index of CORPUS_DIR (see rag/eval/index_cache.py) and writes one JSON row per question: the
 retrieval evidence score, the model's raw reply, whether its phrase was found in a passage, the answer,
 and whether it holds a gold answer (a NOT FOUND is always asked again, the reply begun as "ANSWER:").
-``fit`` then chooses LLM mode's three evidence thresholds (see ``outcome``): under which it abstains without
-asking the model, from which a NOT FOUND gives way to the extractive answer, and from which a NOT FOUND is
-asked again. On each training split it takes the thresholds that maximise
+``fit`` then chooses LLM mode's four evidence thresholds (see ``outcome``): under which it abstains without
+asking the model, from which a NOT FOUND gives way to the extractive answer, from which a NOT FOUND is
+asked again, and from which it is asked again but the phrase then named stands only when the extractive answer
+gives it too. On each training split it takes the thresholds that maximise
 (answered correctly + abstained correctly on unanswerable) / questions, scored on the held-out split, over
 all given files together (one set of thresholds for every corpus). It prints the held-out
 figures per file. ``fit-extractive`` does the same for extractive mode's one threshold (``ABSTAIN_THRESHOLD``),
@@ -49,7 +50,7 @@ def holds_gold(text: str, golds: list[str]) -> bool:
 
 def signals(pipeline, q: dict, llm_passages: int) -> dict:
     """One question's row: the LLM-mode answer and its signals, and the extractive answer beside it."""
-    from rag.query.llm_answer import REASK_NOTE
+    from rag.query.llm_answer import REASK_AGREED_NOTE, REASK_NOTE
 
     started = time.perf_counter()
     as_of = q.get("question_date")  # asked as of its date, as `rag eval` asks it
@@ -76,7 +77,9 @@ def signals(pipeline, q: dict, llm_passages: int) -> dict:
         "ungrounded": any("in none of the passages" in n for n in said),
         "not_found": any("found no answer" in n for n in said),
         # NOT FOUND, then, asked again with the reply begun, a phrase found in the passages (which is the answer)
-        "reasked": REASK_NOTE in answer.notes,
+        "reasked": REASK_NOTE in answer.notes or REASK_AGREED_NOTE in answer.notes,
+        # ... and the extractive answer gives the same phrase (rag.query.llm_answer.agrees)
+        "agreed": REASK_AGREED_NOTE in answer.notes,
     }
 
 
@@ -85,7 +88,8 @@ def run(args) -> int:
     from rag.core.settings import Settings
     from rag.eval.index_cache import cached_index, sidecar_manifest
 
-    overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0, "llm_reask_threshold": -1.0}
+    overrides = {"llm": "llamacpp", "answer_mode": "llm", "llm_abstain_threshold": -1.0, "llm_reask_threshold": -1.0,
+                 "llm_agree_threshold": -1.0}
     if args.model:
         overrides["llm_model_path"] = args.model
     corpus = Path(args.corpus)  # with its manifest of publish dates, as `rag eval --corpus` indexes it
@@ -105,21 +109,25 @@ def run(args) -> int:
     return 0
 
 
-def outcome(row: dict, thresholds: tuple[float, float, float]) -> dict:
-    """The row's result under LLM mode's decision rule with ``thresholds`` = (abstain, override, reask):
+def outcome(row: dict, thresholds: tuple[float, float, float, float]) -> dict:
+    """The row's result under LLM mode's decision rule with ``thresholds`` = (abstain, override, reask, agree):
 
     - retrieval evidence under ``abstain``: abstain without asking the model;
     - a phrase found in the passages: the model's answer;
     - NOT FOUND with evidence from ``reask`` on: the model is asked again with its reply begun as "ANSWER:";
       the phrase it then names is the answer when it is found in the passages;
+    - NOT FOUND with evidence from ``agree`` on: the same, but the phrase is the answer only when the extractive
+      answer gives it too;
     - otherwise NOT FOUND: abstain, unless the evidence reaches ``override`` and the extractive answer has
       enough evidence of its own (then that answer is shown: a small model says NOT FOUND too readily);
     - a phrase found nowhere: the extractive answer if it has enough evidence, else abstain.
     """
-    abstain, override, reask = thresholds
+    abstain, override, reask, agree = thresholds
     if row["evidence"] < abstain or (row["abstained"] and not row["not_found"] and not row["ungrounded"]):
         shown = None
-    elif row["not_found"] and row.get("reasked") and row["evidence"] >= reask:
+    elif row["not_found"] and row.get("reasked") and (
+        row["evidence"] >= reask or (row["evidence"] >= agree and row.get("agreed"))
+    ):
         shown = "llm"
     elif row["not_found"]:
         shown = "extractive" if row["evidence"] >= override and not row["ex_abstained"] else None
@@ -139,13 +147,18 @@ def score(rows: list[dict], thresholds) -> float:
 
 OVERRIDES = [round(0.5 + 0.05 * i, 2) for i in range(12)] + [9.9]  # 9.9: NOT FOUND always abstains
 REASKS = [round(0.5 + 0.05 * i, 2) for i in range(10)] + [9.9]  # 9.9: NOT FOUND is never asked again
+# the agreement threshold: only those under the re-asking one (from which a re-asked phrase stands anyway) or 9.9
 
 
-def best_threshold(rows: list[dict]) -> tuple[float, float, float]:
-    """The (abstain, override, reask) thresholds that maximise :func:`score` on ``rows``; ties go to the lowest
-    abstain and the highest override and reask thresholds.
+def agrees_for(reask: float) -> list[float]:
+    return [a for a in REASKS if a < reask] + [9.9]
 
-    The grid holds some 10,000 points and cross-validation fits it 100 times, so each (override, reask) pair
+
+def best_threshold(rows: list[dict]) -> tuple[float, float, float, float]:
+    """The (abstain, override, reask, agree) thresholds that maximise :func:`score` on ``rows``; ties go to the
+    lowest abstain and the highest override, reask and agree thresholds.
+
+    The grid holds some 70,000 points and cross-validation fits it 100 times, so each (override, reask, agree)
     takes :func:`outcome` once per row with the model always asked, and numpy then scores every abstain
     threshold at once: under it a row abstains without asking, which is right exactly when it is unanswerable.
     """
@@ -157,12 +170,13 @@ def best_threshold(rows: list[dict]) -> tuple[float, float, float]:
     best, best_key = None, None
     for o in OVERRIDES:
         for r in REASKS:
-            right_asked = np.array([outcome(row, (-math.inf, o, r))["correct"] for row in rows])
-            totals = np.where(asked, right_asked, right_unasked).sum(axis=1)
-            for i, a in enumerate(candidates):
-                key = (int(totals[i]), -a, o, r)
-                if best_key is None or key > best_key:
-                    best, best_key = (a, o, r), key
+            for g in agrees_for(r):
+                right_asked = np.array([outcome(row, (-math.inf, o, r, g))["correct"] for row in rows])
+                totals = np.where(asked, right_asked, right_unasked).sum(axis=1)
+                for i, a in enumerate(candidates):
+                    key = (int(totals[i]), -a, o, r, g)
+                    if best_key is None or key > best_key:
+                        best, best_key = (a, o, r, g), key
     return best
 
 
@@ -215,10 +229,11 @@ def fit(args) -> int:
              for f in args.rows}
     chosen, figures = cross_validate(files, best_threshold, summary, args.folds, args.repeats)
     full = best_threshold([r for rows in files.values() for r in rows])
-    print(f"thresholds (abstain, override, reask) on all rows: {full}; chosen on training splits: abstain median "
-          f"{statistics.median(t[0] for t in chosen):.3f}, override median {statistics.median(t[1] for t in chosen):.2f}, "
-          f"reask median {statistics.median(t[2] for t in chosen):.2f} (range {min(t[2] for t in chosen)}-"
-          f"{max(t[2] for t in chosen)})")
+    print(f"thresholds (abstain, override, reask, agree) on all rows: {full}; chosen on training splits: abstain "
+          f"median {statistics.median(t[0] for t in chosen):.3f}, override median "
+          f"{statistics.median(t[1] for t in chosen):.2f}, reask median {statistics.median(t[2] for t in chosen):.2f} "
+          f"(range {min(t[2] for t in chosen)}-{max(t[2] for t in chosen)}), agree median "
+          f"{statistics.median(t[3] for t in chosen):.2f} (range {min(t[3] for t in chosen)}-{max(t[3] for t in chosen)})")
     _print_files(files, figures, lambda rows: summary(rows, full))
     return 0
 

@@ -13,7 +13,7 @@ from llama_index.core.llms import CompletionResponse
 from rag import Answer, Pipeline
 from rag.app import open_services
 from rag.core.text import ABSTAIN_TEXT
-from rag.query.llm_answer import REASK_NOTE
+from rag.query.llm_answer import REASK_AGREED_NOTE, REASK_NOTE
 from rag.query.answer import Candidate
 from rag.query.reader import find_phrase, ground, lede_span, parse_reply, partial_phrase, reader_windows
 from rag.core.settings import PROJECT_ROOT
@@ -231,7 +231,7 @@ def test_llm_not_found_asked_again_answers_with_the_phrase_it_then_names(seed_pi
     answer = pipe.ask("Who holds the majority stake?", mode="llm")
     assert answer.mode == "llm" and not answer.abstained
     assert answer.short_answer == "CATL" and answer.citations[0].quote == MAJORITY
-    assert REASK_NOTE in answer.notes
+    assert REASK_AGREED_NOTE in answer.notes  # and the extractive answer gives CATL too
     assert answer.llm_reply.startswith("NOT FOUND\n") and answer.llm_reply.endswith("ANSWER: CATL\nPASSAGE: 1")
     _assert_exact(pipe, answer)
     # asked again with the very same chat (rules and passages), the reply begun as "ANSWER:"
@@ -246,10 +246,34 @@ def test_llm_not_found_asked_again_still_abstains_on_a_phrase_the_passages_lack(
     assert REASK_NOTE not in answer.notes and "Tesla" in answer.llm_reply
 
 
-def test_llm_not_found_is_not_asked_again_under_the_reask_threshold(seed_pipeline):
-    pipe = reasking(seed_pipeline, " CATL\nPASSAGE: 1", llm_reask_threshold=9.9)
+def test_llm_not_found_is_not_asked_again_under_the_reask_and_agree_thresholds(seed_pipeline):
+    pipe = reasking(seed_pipeline, " CATL\nPASSAGE: 1", llm_reask_threshold=9.9, llm_agree_threshold=9.9)
     answer = pipe.ask("Who holds the majority stake?", mode="llm")
     assert answer.abstained and pipe.llm.continued == [] and answer.llm_reply == "NOT FOUND"
+
+
+def test_llm_not_found_asked_again_under_the_reask_threshold_answers_only_what_the_extractive_answer_gives(
+    seed_pipeline,
+):
+    """From the agreement threshold up to the re-asking one, the phrase named when asked again stands only when
+    the extractive answer gives it too ("CATL" is in its sentence; "1 billion yuan" only in the model's window)."""
+    question = "Who holds the majority stake?"
+    extractive = seed_pipeline.ask(question, mode="extractive")
+    assert extractive.citations[0].quote == MAJORITY and "1 billion yuan" not in extractive.text
+    agreeing = reasking(seed_pipeline, " CATL\nPASSAGE: 1", llm_reask_threshold=9.9, llm_agree_threshold=0.0)
+    answer = agreeing.ask(question, mode="llm")
+    assert answer.mode == "llm" and not answer.abstained and REASK_AGREED_NOTE in answer.notes
+    assert answer.short_answer == "CATL" and answer.citations[0].quote == MAJORITY
+    _assert_exact(agreeing, answer)
+
+    other = reasking(seed_pipeline, " 1 billion yuan\nPASSAGE: 1", llm_reask_threshold=9.9, llm_agree_threshold=0.0)
+    answer = other.ask(question, mode="llm")
+    assert other.llm.continued and "1 billion yuan" in other.llm.prompts[-1]  # asked again; its windows hold it
+    assert answer.abstained and answer.citations == [] and "found no answer" in answer.abstain_reason
+    assert REASK_AGREED_NOTE not in answer.notes and REASK_NOTE not in answer.notes
+    # from the re-asking threshold on, the same phrase stands without the extractive answer's agreement
+    answer = reasking(seed_pipeline, " 1 billion yuan\nPASSAGE: 1", llm_reask_threshold=0.0).ask(question, mode="llm")
+    assert not answer.abstained and answer.short_answer == "1 billion yuan" and REASK_NOTE in answer.notes
 
 
 def test_llm_weak_evidence_abstains_without_asking_the_model(seed_pipeline):

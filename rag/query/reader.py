@@ -420,15 +420,26 @@ def _search_order(reply: ReaderReply, passages: list[Passage]) -> tuple[Optional
     return named, ([named] if named is not None else []) + [i for i in range(len(passages)) if i != named]
 
 
+def grounding_text(passage: Passage, articles: dict[str, str]) -> str:
+    """The text a phrase is grounded in for ``passage``: its article's, or, with no stored article text to quote
+    from, the passage itself at its article offsets."""
+    text = articles.get(passage.article_id)
+    if text is None or text[passage.start_char_idx : passage.end_char_idx] != passage.text:
+        text = " " * passage.start_char_idx + passage.text
+    return text
+
+
+def grounded_phrase(g: Grounding, passages: list[Passage], articles: dict[str, str]) -> str:
+    """The words the phrase grounded as ``g`` matched (or the model's own, where ``g.shown`` says so)."""
+    return g.shown or grounding_text(passages[g.passage_index], articles)[g.start : g.end]
+
+
 def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:
     named, order = _search_order(reply, passages)
     asked = _content_words(question)
     for i in order:
         passage = passages[i]
-        text = articles.get(passage.article_id)
-        if text is None or text[passage.start_char_idx : passage.end_char_idx] != passage.text:
-            # No stored article text to quote from: the passage itself, at its article offsets.
-            text = " " * passage.start_char_idx + passage.text
+        text = grounding_text(passage, articles)
         found = finder(text, reply.phrase, passage.start_char_idx, passage.end_char_idx)
         found = [(s, e) for s, e in found if not instructs(text, s, e)]  # never an injected instruction's words
         if not found:
