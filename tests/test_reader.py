@@ -15,7 +15,8 @@ from rag.app import open_services
 from rag.core.text import ABSTAIN_TEXT
 from rag.query.llm_answer import REASK_AGREED_NOTE, REASK_NOTE
 from rag.query.answer import Candidate
-from rag.query.reader import find_phrase, ground, lede_span, parse_reply, partial_phrase, reader_windows
+from rag.query.grounding import find_phrase, ground
+from rag.query.reader import lede_span, parse_reply, partial_phrase, reader_windows
 from rag.core.settings import PROJECT_ROOT
 from rag.core.types import Passage
 from tests.llm_helpers import ScriptedLLM

@@ -2,8 +2,9 @@
 its reply (a phrase checked against the passages, NOT FOUND, or a phrase found nowhere) into the Answer. A NOT
 FOUND with strong retrieval evidence is asked again, the reply begun as "ANSWER:" (llama.cpp only).
 
-The prompt, the reply parsing and the grounding are in :mod:`rag.query.reader`; the calibrated rule that
-combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.judge` (README, Quality).
+The prompt and the reply parsing are in :mod:`rag.query.reader`, the grounding in :mod:`rag.query.grounding`;
+the calibrated rule that combines the model's reply with the retrieval evidence is in :meth:`LLMAnswerer.judge`
+(README, Quality).
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
 from rag.query.names import full_name
 from rag.query.prompt import fit_passages
-from rag.query.reader import (
-    Grounding, READER_SYSTEM, find_phrase, ground, grounded_phrase, injected, parse_reply, partial_phrase,
-    reader_messages, reader_windows,
-)
+from rag.query.grounding import Grounding, find_phrase, ground, grounded_phrase, injected
+from rag.query.reader import READER_SYSTEM, parse_reply, partial_phrase, reader_messages, reader_windows
 
 
 WAIT_UPDATE_S = 1.0  # how often a streamed answer waiting for the model says where it stands
