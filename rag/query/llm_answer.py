@@ -153,8 +153,9 @@ class LLMAnswerer:
     def judge(self, answer: Answer, extractive: ExtractiveResult, reply_text: str, passages: list[Passage],
               origins: list[int], articles: dict[str, str], reasked: Optional[str] = None) -> None:
         """Turn the model's reply into the answer: its phrase found in a passage is the answer; NOT FOUND
-        gives way to the phrase the model names when asked again (``reasked``) if that is found in a passage,
-        else abstains unless the evidence is strong; a phrase found nowhere is never shown (the calibrated rule
+        gives way to the phrase the model names when asked again (``reasked``) if that is found in a passage
+        (under ``llm_reask_threshold``, only if the extractive answer gives it too: :func:`agrees`), else
+        abstains unless the evidence is strong; a phrase found nowhere is never shown (the calibrated rule
         of README, Quality)."""
         reply = parse_reply(reply_text)
         grounding = ground(reply, passages, articles, answer.retrieval_query, self._stem)
