@@ -152,6 +152,11 @@ class Grounding:
     loose: bool = False  # matched word by word (stems, close together), not as one exact phrase
     shown: str = ""  # the short answer to show when not the span: the model's name, found as part of a longer word
 
+    def phrase(self, text: str) -> str:
+        """The words the phrase matched in ``text`` (the text it was grounded in), or the model's own where
+        ``shown`` says so: the short answer."""
+        return self.shown or text[self.start : self.end]
+
 
 def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str], question: str = "",
            stem: Optional[Callable[[str], str]] = None) -> Optional[Grounding]:
@@ -238,11 +243,6 @@ def grounding_text(passage: Passage, articles: dict[str, str]) -> str:
     if text is None or text[passage.start_char_idx : passage.end_char_idx] != passage.text:
         text = " " * passage.start_char_idx + passage.text
     return text
-
-
-def grounded_phrase(g: Grounding, passages: list[Passage], articles: dict[str, str]) -> str:
-    """The words the phrase grounded as ``g`` matched (or the model's own, where ``g.shown`` says so)."""
-    return g.shown or grounding_text(passages[g.passage_index], articles)[g.start : g.end]
 
 
 def _ground(reply, passages, articles, question, finder) -> Optional[Grounding]:

@@ -20,7 +20,7 @@ from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
 from rag.query.names import full_name
 from rag.query.prompt import fit_passages
-from rag.query.grounding import Grounding, find_phrase, ground, grounded_phrase, injected
+from rag.query.grounding import Grounding, find_phrase, ground, grounding_text, injected
 from rag.query.reader import READER_SYSTEM, parse_reply, partial_phrase, reader_messages, reader_windows
 
 
@@ -201,7 +201,9 @@ def agrees(g: Grounding, passages: list[Passage], articles: dict[str, str], extr
     when the extractive answer agrees with it, and from ``llm_reask_threshold`` on, whether or not it does
     (both fitted by ``bench/reader_calibration.py``; README, Quality).
     """
-    return not extractive.abstained and find_phrase(extractive.text, grounded_phrase(g, passages, articles)) is not None
+    if extractive.abstained:
+        return False
+    return find_phrase(extractive.text, g.phrase(grounding_text(passages[g.passage_index], articles))) is not None
 
 
 def abstain(answer: Answer, reason: str) -> None:
@@ -217,7 +219,7 @@ def grounded_answer(answer: Answer, passage: Passage, origin: int, articles: dic
     """The displayed answer and its one citation, built from the exact span the model's phrase matched in
     ``passage`` (a window cut from the retrieved passage number ``origin``)."""
     text = articles[passage.article_id]  # the reader's windows are cut from these texts
-    short, sentence = g.shown or text[g.start : g.end], text[g.sentence_start : g.sentence_end]
+    short, sentence = g.phrase(text), text[g.sentence_start : g.sentence_end]
     if short == sentence:
         answer.text = f"{sentence} [1]"
     else:
