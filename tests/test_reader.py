@@ -106,6 +106,19 @@ def test_reader_windows_put_an_articles_lede_first_when_it_scores_close_to_the_b
     assert first.text.startswith("Major cities in western France")
 
 
+def test_reader_windows_leave_out_a_window_that_repeats_one_already_taken():
+    """A site's "Share This Post" line stands twice in the seed article (and duplicate stories repeat whole
+    sentences): the model reads those words once, and the next candidate gets the place."""
+    text = (PROJECT_ROOT / "corpus" / SEED_ID).read_text(encoding="utf-8")
+    passages = [Passage("jv#x#0", "jv", "JV", "jv", text, 0, len(text), 0.6)]
+    share = [m.start() for m in re.finditer("Share This Post", text)]
+    source = text.index("Source: Electrive")
+    candidates = [Candidate(0, "jv", s, s + len("Share This Post"), "Share This Post", score=0.9) for s in share]
+    candidates.append(Candidate(0, "jv", source, source + len("Source: Electrive"), "Source: Electrive", score=0.8))
+    windows = reader_windows(candidates, passages, {"jv": text}, count=2)
+    assert len(share) == 2 and [w.text for w, _ in windows] == ["Share This Post", "Source: Electrive"]
+
+
 ARTICLE = ("Acme Corp said profits rose 12% to $3.4bn. Chief executive Jane Roe called it a record. "
            "The board meets in Oslo on Friday. Analysts expect a dividend.")
 

@@ -97,8 +97,9 @@ def reader_windows(
     candidates: list, passages: list[Passage], articles: dict[str, str], count: int, lede_bonus: float = LEDE_BONUS
 ) -> list[tuple[Passage, int]]:
     """What the model reads: the best candidate sentences (``rag.query.answer``'s ranking, an article's lede
-    raised by ``lede_bonus``, :data:`LEDE_BONUS` unless given: :func:`reading_order`), each with its neighbouring sentences, as passages of exact article spans;
-    overlapping windows of one article merge.
+    raised by ``lede_bonus``, :data:`LEDE_BONUS` unless given: :func:`reading_order`), each with its neighbouring
+    sentences, as passages of exact article spans; overlapping windows of one article merge, and a window whose
+    text is word for word one already taken is left out.
 
     Returns (window, index of the retrieved passage it comes from) pairs, best first. Short windows around
     the likeliest sentences give a small model less to wade through than whole chunks, and a faster prompt.
@@ -125,6 +126,8 @@ def reader_windows(
             end = min(chosen[-1][1], text.find("\n", c.end) if text.find("\n", c.end) >= 0 else len(text))
             start = min(start, c.start)
             end = max(end, c.end)
+        if any(w.text == text[start:end] for w, _ in windows):
+            continue  # the same words again (a site's repeated "Share This Post", a copy of a story): nothing new
         merged = False
         for k, (w, origin) in enumerate(windows):
             if w.article_id == c.article_id and start <= w.end_char_idx and end >= w.start_char_idx:
