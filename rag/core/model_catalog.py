@@ -39,10 +39,10 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
               "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
               "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
               "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF"),
-    # The general (not coder-tuned) 1.5B model. Not on PyPI and not in the shared models README: installable from
-    # a local copy (--from) or from Hugging Face. Size and SHA-256 of the official file as many unrelated
-    # public projects pin it. The reader's thresholds were fitted on the coder model: refit them with
-    # bench/reader_calibration.py before relying on this one (README, Quality).
+    # The general (not coder-tuned) 1.5B model. No PyPI package is known to hold it and the shared models README
+    # does not list it: it installs from a local copy (--from) or from Hugging Face. Size and SHA-256 of the
+    # official file as many unrelated public projects pin it. The reader's thresholds were fitted on the coder
+    # model: refit them with bench/reader_calibration.py before relying on this one (README, Quality).
     ModelSpec("qwen2.5-1.5b", "Qwen2.5-1.5B-Instruct Q4_K_M (Apache-2.0)",
               "qwen2.5-1.5b-instruct-q4_k_m.gguf", 1_117_320_736,
               "6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e",
