@@ -164,7 +164,9 @@ class LLMAnswerer:
         if reply.not_found and reasked is not None:
             again = ground(parse_reply(reasked), passages, articles, answer.retrieval_query, self._stem)
             agreed = again is not None and agrees(again, passages, articles, extractive)
-            if again is not None and (agreed or extractive.evidence_score >= self.settings.llm_reask_threshold):
+            evidence = extractive.evidence_score  # the whole rule here: ``answer`` re-asks from the lower threshold
+            if again is not None and ((agreed and evidence >= self.settings.llm_agree_threshold)
+                                      or evidence >= self.settings.llm_reask_threshold):
                 answer.notes.append(REASK_AGREED_NOTE if agreed else REASK_NOTE)
                 grounded_answer(answer, passages[again.passage_index], origins[again.passage_index], articles, again)
                 return
