@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 
 from ingest.discovery import MISSING_PATH, article_id_for, discover, folder_roots
 from ingest.journal import Journal
-from ingest.loaders import Article, SkipFile, load_bytes, read_file, sha256_bytes
+from ingest.loaders import Article, SkipFile, load_bytes, one_line, read_file, sha256_bytes
 from ingest.manifest import ManifestEntry, RunManifests, load_manifests
+from ingest.quarantine import Quarantine
 from ingest.report import IngestReport, SkippedFile
 from ingest.writer import GroupWriter, Work, article_record
 from rag.core.settings import Settings, get_settings
@@ -61,13 +63,15 @@ class Ingestor:
     # --- public operations -------------------------------------------------------------------------
     def ingest(
         self, paths: Sequence[Path | str], *, prune: bool = False, progress: bool = True,
-        manifest: Optional[Path | str] = None,
+        manifest: Optional[Path | str] = None, quarantine: Optional[Path] = None,
     ) -> IngestReport:
         """Add new, replace changed and (with ``prune``) remove vanished articles under ``paths``.
 
         ``manifest``: a JSON Lines file of the articles' metadata, its paths relative to the one folder in
         ``paths``; without it, a ``manifest.jsonl`` in a folder is used for that folder (see
         :mod:`ingest.manifest`). ManifestError, before anything is written, when a manifest cannot be read.
+        ``quarantine``: a folder whose files are read under a marker: a file whose reading fails unexpectedly is
+        moved to its ``quarantine/``, and nothing already there is read (:mod:`ingest.quarantine`).
         """
         started = time.perf_counter()
         if isinstance(paths, (str, os.PathLike)):  # one path, not a sequence of its characters
@@ -75,7 +79,8 @@ class Ingestor:
         manifests = load_manifests(paths, manifest)
         report = IngestReport()
         try:
-            self._ingest(paths, prune, progress, report, manifests)
+            guard = Quarantine(quarantine) if quarantine is not None else None
+            self._ingest(paths, prune, progress, report, manifests, guard)
         finally:
             # Bump even after a failure part-way: groups committed before it must reach other processes' BM25.
             if report.changed():
@@ -91,6 +96,11 @@ class Ingestor:
         self._promote_orphaned_duplicates(IngestReport(), progress=False)
         self.store.bump_version()
         return True
+
+    def sweep_quarantine(self, folder: Path) -> list[str]:
+        """Move the files of ``folder`` that a process died reading to its ``quarantine/`` (call before ingesting
+        ``folder`` with ``quarantine=folder``); "name (reason)" of each."""
+        return [f"{q.name} ({q.reason})" for q in Quarantine(folder).sweep()]
 
     def repair(self) -> int:
         """Remove uncommitted chunks left by interrupted runs; returns how many batches were repaired."""
@@ -110,15 +120,20 @@ class Ingestor:
     # --- one run ------------------------------------------------------------------------------------
     def _ingest(
         self, paths: Sequence[Path | str], prune: bool, progress: bool, report: IngestReport,
-        manifests: RunManifests,
+        manifests: RunManifests, quarantine: Optional[Quarantine] = None,
     ) -> None:
         report.repaired = self.repair()
         files, report.skipped = discover(paths, exclude=manifests.given)
+        if quarantine is not None:  # set aside for good: neither read nor reported
+            files = [(f, root) for f, root in files if not quarantine.holds(f)]
+            report.skipped = [s for s in report.skipped if not quarantine.holds(Path(s.path))]
         report.seen = len(files) + sum(1 for s in report.skipped if s.reason != MISSING_PATH)
         report.warnings += manifests.warnings + manifests.unmatched(files)
         existing = {r.article_id: r for r in self.store.all_articles()}
         relabelled: list[ArticleRecord] = []
-        work, duplicate_records, seen_ids = self._read(files, existing, report, progress, manifests, relabelled)
+        work, duplicate_records, seen_ids = self._read(
+            files, existing, report, progress, manifests, relabelled, quarantine
+        )
         if relabelled:  # metadata only: no journal needed, a record is rewritten whole or not at all
             self.store.update_article_metadata(relabelled)
             report.metadata_updated = [r.article_id for r in relabelled]
@@ -136,7 +151,7 @@ class Ingestor:
 
     def _read(
         self, files: list[tuple[Path, Path]], existing: dict[str, ArticleRecord], report: IngestReport, progress: bool,
-        manifests: RunManifests, relabelled: list[ArticleRecord],
+        manifests: RunManifests, relabelled: list[ArticleRecord], quarantine: Optional[Quarantine] = None,
     ) -> tuple[list[Work], list[ArticleRecord], set[str]]:
         """Load the new and changed files: the articles to embed, the duplicate records to commit (a copy of a
         stored or earlier article), and every article id seen; the stored records of unchanged files whose
@@ -154,7 +169,8 @@ class Ingestor:
             seen_ids.add(article_id)
             old = existing.get(article_id)
             entry = manifests.entry(root, article_id)
-            article = self._load(file, root, article_id, old, report, entry, relabelled)
+            guard = quarantine if quarantine is not None and file.parent == quarantine.folder else None
+            article = self._load(file, root, article_id, old, report, entry, relabelled, guard)
             if article is None:
                 continue
             report.warnings += article.warnings
@@ -171,10 +187,11 @@ class Ingestor:
 
     def _load(
         self, file: Path, root: Path, article_id: str, old: Optional[ArticleRecord], report: IngestReport,
-        entry: Optional[ManifestEntry], relabelled: list[ArticleRecord],
+        entry: Optional[ManifestEntry], relabelled: list[ArticleRecord], quarantine: Optional[Quarantine] = None,
     ) -> Optional[Article]:
         """The article in ``file`` with what its manifest ``entry`` states; None when it is unchanged since ``old``
-        (counted, or added to ``relabelled`` when ``entry`` states new metadata) or unusable (reported)."""
+        (counted, or added to ``relabelled`` when ``entry`` states new metadata) or unusable (reported; with
+        ``quarantine``, read under its marker, and moved there when reading fails unexpectedly)."""
         try:
             data = read_file(file, int(self.settings.max_file_mb * BYTES_PER_MB))
             if old is not None and old.sha256 == sha256_bytes(data):
@@ -189,15 +206,22 @@ class Ingestor:
                     f"article id {article_id!r} is already used by {old.source}; ingest both from a common "
                     "parent folder, or delete that article first"
                 )
-            article = load_bytes(data, file, source=str(file), max_pdf_pages=self.settings.max_pdf_pages)
+            with quarantine.reading(file) if quarantine is not None else nullcontext():
+                article = load_bytes(data, file, source=str(file), max_pdf_pages=self.settings.max_pdf_pages,
+                                     max_text_chars=self.settings.max_text_chars)
             if entry is not None:
                 entry.apply(article)
             return article
         except SkipFile as exc:
             report.skipped.append(SkippedFile(str(file), str(exc)))
-        except Exception as exc:  # a loader bug must not stop the run; the file is reported
+        except Exception as exc:  # a loader bug (or MemoryError) must not stop the run; the file is reported
             log.exception("unexpected error loading %s", file)
-            report.skipped.append(SkippedFile(str(file), f"unexpected error: {type(exc).__name__}: {exc}"))
+            reason = one_line(f"unexpected error: {type(exc).__name__}" + (f": {exc}" if str(exc) else ""))
+            if quarantine is not None:
+                moved = quarantine.put(file, reason)
+                report.quarantined.append(moved.name)
+                reason += f"; moved to {quarantine.dir.name}/{moved.name}"
+            report.skipped.append(SkippedFile(str(file), reason))
         return None
 
     # --- records without new chunks -------------------------------------------------------------------

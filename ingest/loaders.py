@@ -22,8 +22,21 @@ log = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 
 
+REASON_CHARS = 300  # a reason is one line of at most about this many characters
+
+
+def one_line(text: str, limit: int = REASON_CHARS) -> str:
+    """``text`` on one line (runs of white space made one space), cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
 class SkipFile(Exception):
-    """A file that cannot be ingested; ``str(exc)`` is the reason shown to the user."""
+    """A file that cannot be ingested; ``str(exc)`` is the reason shown to the user, always one short line (a
+    parser's message may quote the file at length)."""
+
+    def __init__(self, reason: str):
+        super().__init__(one_line(reason))
 
 
 @dataclass(kw_only=True)
@@ -142,9 +155,11 @@ def load_html(data: bytes, path: Path, warnings: list[str]) -> dict:
     }
 
 
-def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[int] = None) -> dict:
+def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[int] = None,
+             max_chars: Optional[int] = None) -> dict:
     """PDF: text per page with pypdf; pages are joined by a blank line and their start offsets kept. A PDF of
-    more than ``max_pages`` pages is refused before any page is read."""
+    more than ``max_pages`` pages is refused before any page is read, one of more than ``max_chars`` characters
+    of text as soon as its pages read so far hold more."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -160,7 +175,7 @@ def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[i
                 raise SkipFile(f"encrypted PDF that cannot be opened ({exc})") from exc
         if max_pages is not None and len(reader.pages) > max_pages:
             raise SkipFile(f"PDF of {len(reader.pages):,} pages; the limit is {max_pages:,} (RAG_MAX_PDF_PAGES)")
-        pages = [_normalise_newlines(page.extract_text() or "").strip() for page in reader.pages]
+        pages = _page_texts(reader, max_chars)
     except SkipFile:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
@@ -186,6 +201,46 @@ def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[i
     }
 
 
+def _drawing_key(page) -> Optional[tuple]:
+    """What a page's text is made of: its content stream(s) and resources, by object number where they are
+    indirect objects (None when they cannot be told apart from other pages')."""
+    from pypdf.generic import IndirectObject
+
+    def ref(value):
+        if isinstance(value, IndirectObject):
+            return value.idnum, value.generation
+        if isinstance(value, list) and all(isinstance(v, IndirectObject) for v in value):
+            return tuple((v.idnum, v.generation) for v in value)
+        return None
+
+    contents = ref(page.raw_get("/Contents")) if "/Contents" in page else None
+    if contents is None:
+        return None
+    resources = page.raw_get("/Resources") if "/Resources" in page else None
+    return contents, ref(resources) if resources is not None and ref(resources) is not None else id(resources)
+
+
+def _page_texts(reader, max_chars: Optional[int]) -> list[str]:
+    """The text of each page. Pages drawn by the same content stream with the same resources are read once: a
+    few kilobytes of PDF can point thousands of pages at one large stream, and pypdf parses it again for each.
+    SkipFile once the text read so far is over ``max_chars``."""
+    read: dict[tuple, str] = {}
+    texts: list[str] = []
+    total = 0
+    for page in reader.pages:
+        key = _drawing_key(page)
+        text = read.get(key) if key is not None else None
+        if text is None:
+            text = _normalise_newlines(page.extract_text() or "").strip()
+            if key is not None:
+                read[key] = text
+        total += len(text) + 2
+        if max_chars is not None and total > max_chars:
+            raise SkipFile(f"PDF with more than {max_chars:,} characters of text (RAG_MAX_TEXT_CHARS)")
+        texts.append(text)
+    return texts
+
+
 def _pdf_date(reader) -> str:
     """The PDF's creation date as an ISO date (like the HTML loader's), "" when absent or unreadable."""
     try:
@@ -205,9 +260,12 @@ LOADERS: dict[str, Callable[[bytes, Path, list[str]], dict]] = {
 }
 
 
-def load_bytes(data: bytes, path: Path, source: Optional[str] = None, *, max_pdf_pages: Optional[int] = None) -> Article:
-    """Build an Article from a file's bytes; raises SkipFile for unusable input (and for a PDF of more than
-    ``max_pdf_pages`` pages)."""
+def load_bytes(
+    data: bytes, path: Path, source: Optional[str] = None, *, max_pdf_pages: Optional[int] = None,
+    max_text_chars: Optional[int] = None,
+) -> Article:
+    """Build an Article from a file's bytes; raises SkipFile for unusable input, for a PDF of more than
+    ``max_pdf_pages`` pages and for text of more than ``max_text_chars`` characters."""
     suffix = path.suffix.lower()
     loader = LOADERS.get(suffix)
     if loader is None:
@@ -215,7 +273,14 @@ def load_bytes(data: bytes, path: Path, source: Optional[str] = None, *, max_pdf
     if not data:
         raise SkipFile("empty file")
     warnings: list[str] = []
-    fields = load_pdf(data, path, warnings, max_pdf_pages) if loader is load_pdf else loader(data, path, warnings)
+    if loader is load_pdf:
+        fields = load_pdf(data, path, warnings, max_pdf_pages, max_text_chars)
+    else:
+        fields = loader(data, path, warnings)
+    if max_text_chars is not None and len(fields["text"]) > max_text_chars:
+        raise SkipFile(f"{len(fields['text']):,} characters of text; the limit is {max_text_chars:,} "
+                       "(RAG_MAX_TEXT_CHARS)")
+    warnings[:] = [one_line(w) for w in warnings]
     for warning in warnings:
         log.warning(warning)
     return Article(

@@ -8,6 +8,7 @@ list one comma-separated string; a value that cannot be read becomes a warning n
 from __future__ import annotations
 
 import re
+import reprlib
 from datetime import date, datetime
 from typing import Any, Optional
 
@@ -27,6 +28,18 @@ _TIME = re.compile(r"[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\
 # A Markdown front matter block: "---" on the first line, YAML, then "---" (or "...") on a line of its own.
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S | re.M)
 _AUTHOR_SEPARATOR = ";"  # how trafilatura joins several authors
+MAX_FRONT_MATTER_CHARS = 16_384  # a larger block is not front matter but an attack or a mistake: read as text
+QUOTED_CHARS = 80  # a value quoted in a message is cut to about this many characters
+
+_QUOTE = reprlib.Repr()  # keyword arguments only from Python 3.12
+_QUOTE.maxlevel, _QUOTE.maxtuple, _QUOTE.maxlist, _QUOTE.maxdict, _QUOTE.maxset = 2, 4, 4, 4, 4
+_QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = QUOTED_CHARS
+
+
+def quoted(value: Any) -> str:
+    """``repr(value)`` cut short for a message: a few items of a list, a string's first characters. Walks at most a
+    few levels, so a value built from shared references (YAML aliases) costs no more than a short one."""
+    return _QUOTE.repr(value)
 
 
 def iso_date(value: Any) -> str:
@@ -40,13 +53,13 @@ def iso_date(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if value is None or isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"not a date: {value!r}")
+        raise ValueError(f"not a date: {quoted(value)}")
     text = str(value).strip()
     if not text:
         return ""
     match = _DATE.match(text)
     if match is None or not (match.end() == len(text) or _TIME.fullmatch(text, match.end())):
-        raise ValueError(f"not a date: {value!r}")
+        raise ValueError(f"not a date: {quoted(value)}")
     return date(int(match[1]), int(match[3]), int(match[4])).isoformat()  # ValueError for e.g. 2022-02-30
 
 
@@ -55,7 +68,7 @@ def date_or_warn(value: Any, where: str, warnings: list[str]) -> str:
     try:
         return iso_date(value)
     except ValueError:
-        warnings.append(f"{where}: unrecognised publish date {value!r} (expected YYYY-MM-DD); left empty")
+        warnings.append(f"{where}: unrecognised publish date {quoted(value)} (expected YYYY-MM-DD); left empty")
         return ""
 
 
@@ -84,31 +97,51 @@ def meta_fields(mapping: dict, where: str, warnings: list[str]) -> dict[str, str
         elif name == "author":
             value = author_names(raw)
             if value is None:
-                warnings.append(f"{where}: {key} must be a name or a list of names, not {raw!r}; ignored")
+                warnings.append(f"{where}: {key} must be a name or a list of names, not {quoted(raw)}; ignored")
         else:
             value = raw.strip() if isinstance(raw, str) else None
             if value is None:
-                warnings.append(f"{where}: {key} must be text, not {raw!r}; ignored")
+                warnings.append(f"{where}: {key} must be text, not {quoted(raw)}; ignored")
         if value:
             fields[name] = value
     return fields
 
 
+def _safe_yaml(block: str) -> Any:
+    """``block`` parsed as YAML by PyYAML's safe loader with aliases refused (yaml.YAMLError): an alias repeats a
+    node without copying it, so a few hundred bytes of nested aliases ("billion laughs") stand for billions of
+    values, which every later walk over them (a message quoting one, a check of each item) expands."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted", event.start_mark)
+            return super().compose_node(parent, index)
+
+    return yaml.load(block, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def split_front_matter(text: str, where: str, warnings: list[str]) -> tuple[dict[str, str], str]:
     """Markdown front matter: (its fields by :func:`meta_fields`, the text after the block).
 
-    Text without a block comes back whole with no fields. So does text whose block is broken YAML (with a
-    warning naming ``where``) or is no mapping (a ``---`` rule around a line of text, not front matter).
+    Text without a block comes back whole with no fields. So does text whose block is broken YAML, uses aliases
+    or is over :data:`MAX_FRONT_MATTER_CHARS` (each with a warning naming ``where``), or is no mapping (a ``---``
+    rule around a line of text, not front matter).
     """
     import yaml
 
-    match = _FRONT_MATTER.match(text)
+    match = _FRONT_MATTER.match(text[: MAX_FRONT_MATTER_CHARS + 64])
     if match is None:
+        if text.startswith("---") and _FRONT_MATTER.match(text) is not None:
+            warnings.append(f"{where}: front matter longer than {MAX_FRONT_MATTER_CHARS:,} characters; read as "
+                            "plain text")
         return {}, text
     try:
-        block = yaml.safe_load(match[1])
+        block = _safe_yaml(match[1])
     except yaml.YAMLError as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problem = " ".join(str(exc).split())[:200] if str(exc) else type(exc).__name__
         warnings.append(f"{where}: front matter is not valid YAML ({problem}); read as plain text")
         return {}, text
     if block is not None and not isinstance(block, dict):

@@ -30,6 +30,7 @@ class IngestReport:
     tokens_embedded: int = 0
     warnings: list[str] = field(default_factory=list)
     repaired: int = 0  # uncommitted batches of interrupted runs cleaned up
+    quarantined: list[str] = field(default_factory=list)  # files moved to a quarantine folder (ingest.quarantine)
     seconds: float = 0.0
     embed_seconds: float = 0.0
 

@@ -90,6 +90,10 @@ class IngestSettings(BaseModel):
 
     max_file_mb: float = Field(10.0, gt=0, description="Larger files are skipped with a reason.")
     max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages are skipped with a reason.")
+    max_text_chars: int = Field(
+        10_000_000, ge=1000, description="Files whose extracted text is longer are skipped with a reason (a PDF "
+        "as soon as the pages read hold more).",
+    )
     ingest_group_chunks: int = Field(
         512, ge=1, description="Chunks embedded and committed together (one pending batch); tests use small groups."
     )
@@ -114,7 +118,12 @@ class AnswerSettings(BaseModel):
         calibration.ABSTAIN_THRESHOLD,
         description="Evidence score under which the extractive answer abstains (see rag/core/calibration.py).",
     )
-    max_question_chars: int = Field(2000, ge=10, description="Longer questions are truncated (with a note).")
+    max_question_chars: int = Field(
+        2000, ge=10, description="Longer questions are refused by the page and the APIs; ask() truncates them (with "
+        "a note).",
+    )
+    max_history_turns: int = Field(50, ge=0, description="Earlier turns a follow-up question may carry (page, APIs).")
+    max_history_chars: int = Field(100_000, ge=0, description="Characters of those turns together (page, APIs).")
 
 
 class LLMSettings(BaseModel):
@@ -190,8 +199,20 @@ class UISettings(BaseModel):
     username: Optional[str] = None
     password: Optional[SecretStr] = None
     share: bool = Field(False, description="Create a public Gradio share link. Off unless asked for.")
+    allow_open: bool = Field(
+        False, description="Serve without a login although other machines can reach the app (RAG_HOST not loopback, "
+        "or RAG_SHARE); without it the app refuses to start so exposed.",
+    )
+    login_attempts: int = Field(5, ge=1, description="Failed logins from one address in login_window seconds before "
+                                "its further attempts are refused (HTTP 429) until the window has passed.")
+    login_window: float = Field(60.0, gt=0)
     max_upload_mb: float = Field(10.0, gt=0)
+    max_upload_files: int = Field(20, ge=1, description="Files one upload may carry; more are refused.")
     ui_concurrency: int = Field(4, ge=1, le=64, description="Questions the UI answers at once; more wait in a queue.")
+    queue_size: int = Field(
+        32, ge=1, description="Questions (and uploads) waiting for their turn, in the page and the APIs; one more is "
+        "answered 'busy, try again' at once.",
+    )
 
 
 class Settings(

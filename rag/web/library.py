@@ -143,7 +143,12 @@ class Library:
     # --- uploads -------------------------------------------------------------------------------------------
     def upload(self, files: list[tuple[Path, str]], progress: Callable) -> list[Result]:
         """Check uploads ((path, original name) pairs), copy the accepted ones into the uploads folder and
-        ingest them; ``progress`` is called like ``gr.Progress``."""
+        ingest them; ``progress`` is called like ``gr.Progress``. More than ``max_upload_files`` at once are all
+        refused, before any is read."""
+        if len(files) > self.settings.max_upload_files:
+            reason = (f"{len(files):,} files in one upload; the limit is {self.settings.max_upload_files:,} "
+                      "(RAG_MAX_UPLOAD_FILES): nothing was added")
+            return [(False, f"{len(files):,} files", reason)]
         with self.write_lock:
             self.uploads_dir.mkdir(parents=True, exist_ok=True)
             existing = {r.article_id: r for r in self.services.store.all_articles()}
@@ -207,7 +212,7 @@ class Library:
             if existed:  # kept until the new version is indexed: a rejected one must not destroy it
                 os.replace(dest, backup)
             os.replace(tmp, dest)
-            report = self.services.ingestor.ingest([dest], progress=False)
+            report = self.services.ingestor.ingest([dest], progress=False, quarantine=self.uploads_dir)
         except Exception as exc:
             log.exception("ingesting upload %s failed", final)
             tmp.unlink(missing_ok=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 from rag.core.processes import pid_gone
 
 PART, PREVIOUS, DELETED = "part", "previous", "deleted"
-STAGED = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{32}\.(?P<kind>part|previous|deleted)")
+QUARANTINE_DIR = "quarantine"  # files that crashed or killed ingestion (ingest.quarantine.QUARANTINE_DIR)
+STAGED = re.compile(r"\A\.(?P<name>.+)\.(?P<pid>\d++)-[0-9a-f]{32}\.(?P<kind>part|previous|deleted)\Z")
 
 
 def staged_path(folder: Path, name: str, kind: str) -> Path:
@@ -39,12 +40,13 @@ class Recovery:
     indexed: list[str] = field(default_factory=list)  # files of the folder that were not (wholly) indexed
     rolled_back: list[str] = field(default_factory=list)  # uploads whose file never arrived or was refused
     deleted: list[str] = field(default_factory=list)  # deletions finished
+    quarantined: list[str] = field(default_factory=list)  # "name: reason" of files set aside (ingest.quarantine)
 
     def summary(self) -> str:
         """One line, or "" when nothing was left to recover."""
         parts = [f"{self.repaired} interrupted ingestion batch(es) cleaned up"] if self.repaired else []
         for label, names in (("indexed", self.indexed), ("rolled back", self.rolled_back),
-                             ("deletions finished", self.deleted)):
+                             ("deletions finished", self.deleted), ("quarantined", self.quarantined)):
             if names:
                 parts.append(f"{label}: {', '.join(sorted(set(names)))}")
         return "; ".join(parts)
@@ -66,9 +68,12 @@ def recover(services, folder: Path) -> Recovery:
     Ingestion's own repair removes the chunks of batches cut short; every upload whose file arrived is then
     ingested again (a file already indexed costs one hash), so an upload cut short while indexing is finished.
     A copy cut short is removed, and a replaced version comes back when its replacement did not arrive or is
-    refused. Call it before serving, with no other writer of this folder in this process.
+    refused. A file that a process died reading, or whose reading fails unexpectedly now, is moved to the folder's
+    ``quarantine/`` instead (:mod:`ingest.quarantine`) and never read again. Call it before serving, with no other
+    writer of this folder in this process.
     """
     done = Recovery(repaired=services.ingestor.repair())
+    done.quarantined += services.ingestor.sweep_quarantine(folder)
     staged = leftovers(folder)
     backups: dict[str, Path] = {}
     for path, name, kind in staged:
@@ -87,9 +92,10 @@ def recover(services, folder: Path) -> Recovery:
         else:
             os.replace(path, dest)
             done.rolled_back.append(name)
-    if folder.is_dir() and any(folder.iterdir()):
-        report = services.ingestor.ingest([folder], progress=False)
+    if folder.is_dir() and any(p for p in folder.iterdir() if p.name != QUARANTINE_DIR):
+        report = services.ingestor.ingest([folder], progress=False, quarantine=folder)
         done.repaired += report.repaired
+        done.quarantined += report.quarantined
         refused = {Path(s.path).name for s in report.skipped}
         for name, backup in backups.items():
             if name in refused:
