@@ -7,8 +7,9 @@ files of :mod:`rag.web`. This module lays out the page and connects its events.
 
 Run ``python ui.py``: it opens the index named by the ``RAG_*`` settings, ingests the default corpus into an
 empty index, finishes or rolls back the uploads a killed process left, and serves on ``RAG_HOST``:``RAG_PORT``
-(127.0.0.1:7860 by default; a warning when other machines can reach it without a login). Tests build the same
-app with :func:`build_app` and serve it with :func:`rag.web.serve.launch`.
+(127.0.0.1:7860 by default). It refuses to start with half a login, or reachable by others without one unless
+``RAG_ALLOW_OPEN=1``. Tests build the same app with :func:`build_app` and serve it with
+:func:`rag.web.serve.launch`.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ import gradio as gr
 
 from rag.app import ACCEPTED_SUFFIXES, Services, open_services
 from rag.core.errors import RagError
-from rag.core.settings import Settings, get_settings
+from rag.core.settings import MAX_TOP_K, Settings, get_settings
 from rag.llm import resolve_gguf
 from rag.web import static_text
 from rag.web.callbacks import AskCallbacks, LibraryCallbacks
 from rag.web.library import COLUMNS, NEWEST_INGESTED, ORDERS, Library
 from rag.web.render import EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, public_url, settings_html
-from rag.web.serve import exposure_warning, launch
+from rag.web.serve import exposure_problem, exposure_warning, launch
 
 log = logging.getLogger(__name__)
 
 UPLOAD_CACHE_SECONDS = 3600  # uploads in Gradio's cache are removed after this (accepted ones are copied first)
-MAX_TOP_K = 20  # the top-k slider's upper end
 NOISY_LOGGERS = ("httpx", "chromadb", "sentence_transformers", "urllib3")
 
 
@@ -227,12 +227,17 @@ def start(settings: Settings) -> Services:
 
 
 def main() -> None:
-    """``python ui.py``: :func:`start`, then serve the app. An unusable index is one line on stderr saying what
-    to do (exit status 2), never a traceback."""
+    """``python ui.py``: :func:`start`, then serve the app. An unusable index, or settings that would expose the
+    app (:func:`rag.web.serve.exposure_problem`), is one line on stderr saying what to do (exit status 2), never a
+    traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = get_settings()
+    problem = exposure_problem(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     warning = exposure_warning(settings)
     if warning:
         log.warning(warning)

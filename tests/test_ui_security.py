@@ -1,5 +1,6 @@
 """Hostile content and exposure: an article full of markup is shown as text and runs nothing in a real browser;
-an app reachable from other machines without a login says so at start; with a login, nothing works without it.
+an app reachable from other machines without a login (or with half a login) refuses to start; with a login, nothing
+works without it, and failed logins are rate-limited.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 import ui
 from rag.app import open_services
 from rag.core.settings import Settings
-from rag.web.serve import exposure_warning, launch
+from rag.web.serve import ExposureRefused, exposure_problem, exposure_warning, launch
 from tests.conftest import free_port, make_settings, stop_process
 from tests.ui_helpers import (  # noqa: F401  (browser: a fixture)
     MAJORITY, QUESTION, ROOT, SEED_ID, browser, open_page, seed_corpus, start_ui, ui_env, wait_text,
@@ -123,34 +124,57 @@ def test_hostile_article_is_shown_as_text_and_runs_nothing(hostile_app, browser,
     context.close()
 
 
-# --- exposure: loopback, warnings, the login -------------------------------------------------------------------
-@pytest.mark.parametrize("host,share,warned", [
+# --- exposure: loopback, refusals, the login --------------------------------------------------------------------
+@pytest.mark.parametrize("host,share,exposed", [
     ("127.0.0.1", False, False), ("localhost", False, False), ("::1", False, False), ("127.0.1.1", False, False),
     ("0.0.0.0", False, True), ("::", False, True), ("192.168.1.20", False, True), ("newsbox.example", False, True),
     ("127.0.0.1", True, True),
 ])
-def test_exposure_warning_when_others_can_reach_the_app_without_a_login(host, share, warned):
-    settings = Settings(_env_file=None, host=host, share=share, username=None, password=None)
-    warning = exposure_warning(settings)
-    assert bool(warning) == warned
-    if warned:
-        assert "no login is set" in warning and "RAG_USERNAME and RAG_PASSWORD" in warning
-    assert exposure_warning(Settings(_env_file=None, host=host, share=share, username=USER, password=PASSWORD)) == ""
+def test_exposed_without_a_login_refuses_unless_the_operator_allows_it(host, share, exposed):
+    problem = exposure_problem(Settings(_env_file=None, host=host, share=share, username=None, password=None))
+    assert bool(problem) == exposed
+    if exposed:
+        assert "no login is set" in problem and "RAG_USERNAME and RAG_PASSWORD" in problem
+        assert "RAG_ALLOW_OPEN=1" in problem
+    allowed = Settings(_env_file=None, host=host, share=share, username=None, password=None, allow_open=True)
+    assert exposure_problem(allowed) == "" and bool(exposure_warning(allowed)) == exposed
+    logged_in = Settings(_env_file=None, host=host, share=share, username=USER, password=PASSWORD)
+    assert exposure_problem(logged_in) == exposure_warning(logged_in) == ""
+
+
+@pytest.mark.parametrize("half", [{"username": USER}, {"password": PASSWORD}])
+def test_half_a_login_refuses_to_start_wherever_it_listens(half):
+    for host in ("127.0.0.1", "0.0.0.0"):
+        problem = exposure_problem(Settings(_env_file=None, host=host, allow_open=True, **half))
+        assert "is set but" in problem and "Set both, or neither" in problem, problem
+    settings = Settings(_env_file=None, port=free_port(), **half)
+    with pytest.raises(ExposureRefused):
+        launch(None, settings)  # refused before anything is built or served
 
 
 @pytest.mark.heavy
-def test_python_ui_warns_at_start_when_bound_to_all_addresses_without_a_login(tmp_path):
+def test_python_ui_refuses_to_start_exposed_and_starts_when_allowed(tmp_path):
     env = ui_env(tmp_path / "data", seed_corpus(tmp_path / "corpus"), free_port(), RAG_HOST="0.0.0.0")
+    refused = subprocess.run([sys.executable, "ui.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: RAG_HOST=0.0.0.0") and "RAG_ALLOW_OPEN=1" in line, refused.stderr
+    assert "Loading the embedding model" not in refused.stdout and "Traceback" not in refused.stderr
+    half = subprocess.run([sys.executable, "ui.py"], cwd=ROOT, env={**env, "RAG_HOST": "127.0.0.1",
+                          "RAG_USERNAME": USER}, capture_output=True, text=True, timeout=120)
+    assert half.returncode == 2 and "RAG_USERNAME is set but RAG_PASSWORD is not" in half.stderr, half.stderr
+
     log = tmp_path / "ui.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "ui.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "ui.py"], cwd=ROOT, env={**env, "RAG_ALLOW_OPEN": "1"}, stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while "no login is set" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         output = log.read_text()
         warning = next((line for line in output.splitlines() if "no login is set" in line), "")
-        assert "RAG_HOST=0.0.0.0" in warning and "Set RAG_USERNAME and RAG_PASSWORD" in warning, output[-3000:]
+        assert "RAG_HOST=0.0.0.0" in warning and "RAG_ALLOW_OPEN=1" in warning, output[-3000:]
         # Said before the model loads, so it is not lost among later output.
         assert "Loading the embedding model" not in output.split(warning)[0]
     finally:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import gradio as gr
 
-from rag.core.errors import RagError
+from rag.core.errors import InvalidQuestion, RagError
 from rag.core.turns import Waiting
 from rag.core.types import Reading
 from rag.web.library import COLUMNS, NEWEST_INGESTED, Library
@@ -22,7 +22,7 @@ from rag.web.render import (
     EVIDENCE_PLACEHOLDER, VIEWER_PLACEHOLDER, answer_message, article_count_html, error_message, evidence_html,
     pending_message, question_message, streaming_message, upload_status_html, waiting_message,
 )
-from rag.web.turns import answer_turn, ask_options, open_reference, reading_turn
+from rag.web.turns import answer_turn, ask_options, check_request, open_reference, reading_turn
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,22 @@ class AskCallbacks:
     def __init__(self, services):
         self.pipeline = services.pipeline
         self.store = services.store
+        self.settings = services.settings
 
     def respond(self, question, chat, history, answers, mode, top_k, as_of="", since="", until="", sources=None):
         """Stream an answer into the chat (a generator: Gradio shows each yield).
 
         ``as_of``, ``since``, ``until`` (YYYY-MM-DD, empty: none) and ``sources`` (outlets) narrow what it cites.
         """
-        options = ask_options(mode, top_k, as_of, since, until, sources)
         chat, history, answers = list(chat or []), list(history or []), list(answers or [])
         question = question if isinstance(question, str) else ""
-        if not question.strip():
-            gr.Warning("Please type a question.")
+        try:
+            if not question.strip():
+                raise InvalidQuestion("Please type a question.")
+            options = ask_options(mode, top_k, as_of, since, until, sources)
+            check_request(question, history, self.settings)
+        except InvalidQuestion as exc:  # the question stays in its box
+            gr.Warning(str(exc))
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         turn = len(answers)
@@ -111,6 +116,9 @@ class AskCallbacks:
         ``history`` is a JSON list of [question, answer] pairs for follow-up questions. ``as_of`` (default
         today), ``since`` and ``until`` are dates (YYYY-MM-DD); ``sources``: outlet names, comma-separated.
         """
+        if not isinstance(question, str) or len(history or "") > 2 * self.settings.max_history_chars + 1000:
+            raise gr.Error("question must be text, and history at most "
+                           f"{self.settings.max_history_chars:,} characters of turns")
         try:
             turns = json.loads(history or "[]")
             turns = [(str(q), str(a)) for q, a in turns]
@@ -118,6 +126,7 @@ class AskCallbacks:
             raise gr.Error("history must be a JSON list of [question, answer] pairs") from exc
         try:
             options = ask_options(mode, top_k, as_of, since, until, sources)
+            check_request(question, turns, self.settings)
             answer = self.pipeline.ask(question, history=turns or None, **options)
         except RagError as exc:
             raise gr.Error(str(exc)) from exc

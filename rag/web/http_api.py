@@ -4,13 +4,15 @@ A request body is a JSON object ``{"question": ..., "mode"?, "top_k"?, "history"
 "sources"?}`` (the arguments of the Gradio ``/ask`` API, as JSON values: ``history`` a list of [question, answer]
 pairs, ``sources`` a list of outlets or comma-separated text); the reply is the Answer as JSON
 (:meth:`rag.core.types.Answer.to_json`). Errors are ``{"error": message}``: 400 for a bad request (an empty
-question, a bad date, a bad history, an unknown field), 401 without the login when the app has one (HTTP Basic,
-the UI's username and password), 503 for the app's own errors (:class:`rag.core.errors.RagError`: the LLM or the
+question, a bad date, a bad history, an unknown field, a question, history or top_k over its limit), 401 without
+the login when the app has one (HTTP Basic, the UI's username and password), 429 after too many failed logins
+(:mod:`rag.web.throttle`), 503 when ``queue_size`` requests already wait ("busy, try again") and for the app's own
+errors (:class:`rag.core.errors.RagError`: the LLM or the
 index failing), 500 (and the traceback in the server log only) for anything else.
 
-It answers through the same ``pipeline.ask`` and :func:`rag.web.turns.ask_options` as the UI, at most
-``concurrency`` questions at once (the UI's own limit, ``RAG_UI_CONCURRENCY``); more wait without holding a
-thread. :func:`rag.web.serve.launch` adds :func:`routes` to Gradio's FastAPI app. Starlette only, no Gradio.
+It answers through the same ``pipeline.ask``, :func:`rag.web.turns.ask_options` and
+:func:`rag.web.turns.check_request` as the UI, at most ``ui_concurrency`` questions at once (the UI's own limit);
+up to ``queue_size`` more wait without holding a thread. :func:`rag.web.serve.launch` adds :func:`routes` to Gradio's FastAPI app. Starlette only, no Gradio.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rag.core.errors import InvalidQuestion, RagError
-from rag.web.turns import ask_options
+from rag.core.settings import MAX_TOP_K
+from rag.web.turns import ask_options, check_request
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,9 @@ def _text(body: dict, key: str) -> str:
     return value
 
 
-def parse_body(raw: bytes) -> tuple[str, dict, list[tuple[str, str]]]:
-    """The question, the keywords of ``ask`` and the history of a request body; BadRequest when it is unusable.
+def parse_body(raw: bytes, settings) -> tuple[str, dict, list[tuple[str, str]]]:
+    """The question, the keywords of ``ask`` and the history of a request body; BadRequest when it is unusable or
+    asks for more than ``settings`` allow (:func:`rag.web.turns.check_request`).
 
     The question's content, the mode's name and the dates are checked by the pipeline (InvalidQuestion).
     """
@@ -78,7 +82,7 @@ def parse_body(raw: bytes) -> tuple[str, dict, list[tuple[str, str]]]:
     if isinstance(top_k, float) and top_k.is_integer():
         top_k = int(top_k)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise BadRequest("top_k must be a positive whole number (or null: the configured one)")
+        raise BadRequest(f"top_k must be a whole number from 1 to {MAX_TOP_K} (or null: the configured one)")
     sources = body.get("sources")
     if sources is not None and not isinstance(sources, str) and not (
             isinstance(sources, list) and all(isinstance(s, str) for s in sources)):
@@ -89,9 +93,14 @@ def parse_body(raw: bytes) -> tuple[str, dict, list[tuple[str, str]]]:
     if not isinstance(history, list) or not all(
             isinstance(turn, list) and len(turn) == 2 and all(isinstance(x, str) for x in turn) for turn in history):
         raise BadRequest("history must be a list of [question, answer] pairs of text")
-    options = ask_options(_text(body, "mode"), top_k or 0, _text(body, "as_of"), _text(body, "since"),
-                          _text(body, "until"), sources)
-    return body["question"], options, [(q, a) for q, a in history]
+    turns = [(q, a) for q, a in history]
+    try:
+        options = ask_options(_text(body, "mode"), top_k or 0, _text(body, "as_of"), _text(body, "since"),
+                              _text(body, "until"), sources)
+        check_request(body["question"], turns, settings)
+    except InvalidQuestion as exc:
+        raise BadRequest(str(exc)) from None
+    return body["question"], options, turns
 
 
 def credentials_match(header: Optional[str], login: tuple[str, str]) -> bool:
@@ -111,12 +120,14 @@ def credentials_match(header: Optional[str], login: tuple[str, str]) -> bool:
 
 class AskAPI:
     """``POST /api/ask`` for one pipeline; ``login``: the (username, password) the UI asks for, or None (open,
-    as the UI then is)."""
+    as the UI then is); ``settings``: the limits (``ui_concurrency``, ``queue_size`` and those of a request)."""
 
-    def __init__(self, pipeline, login: Optional[tuple[str, str]], concurrency: int):
+    def __init__(self, pipeline, login: Optional[tuple[str, str]], settings):
         self.pipeline = pipeline
         self.login = login
-        self.slots = asyncio.Semaphore(max(1, concurrency))  # binds to the server's loop when first waited on
+        self.settings = settings
+        self.slots = asyncio.Semaphore(max(1, settings.ui_concurrency))  # binds to the server's loop when waited on
+        self.admitted = 0  # requests answering or waiting for a slot (only the event loop's thread changes it)
 
     async def ask(self, request: Request) -> Response:
         if self.login is not None and not credentials_match(request.headers.get("authorization"), self.login):
@@ -128,22 +139,31 @@ class AskAPI:
         if len(raw) > MAX_BODY_BYTES:
             return error(413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
         try:
-            question, options, history = parse_body(raw)
+            question, options, history = parse_body(raw, self.settings)
         except BadRequest as exc:
             return error(400, str(exc))
-        async with self.slots:
-            try:
-                answer = await run_in_threadpool(self.pipeline.ask, question, history=history or None, **options)
-            except InvalidQuestion as exc:  # an empty question, a bad date or mode: the request's fault
-                return error(400, str(exc))
-            except RagError as exc:  # the LLM or the index failing: messages meant for people, as they are
-                return error(503, str(exc))
-            except Exception as exc:  # never a traceback in the reply; it goes to the log
-                log.exception("answering over the HTTP API failed")
-                return error(500, f"Something went wrong ({type(exc).__name__}); the error is in the server log.")
+        if self.admitted >= self.settings.ui_concurrency + self.settings.queue_size:
+            return error(503, "busy: too many questions are waiting; try again in a moment", {"Retry-After": "5"})
+        self.admitted += 1
+        try:
+            async with self.slots:
+                return await self._answer(question, options, history)
+        finally:
+            self.admitted -= 1
+
+    async def _answer(self, question: str, options: dict, history: list[tuple[str, str]]) -> Response:
+        try:
+            answer = await run_in_threadpool(self.pipeline.ask, question, history=history or None, **options)
+        except InvalidQuestion as exc:  # an empty question, a bad date or mode: the request's fault
+            return error(400, str(exc))
+        except RagError as exc:  # the LLM or the index failing: messages meant for people, as they are
+            return error(503, str(exc))
+        except Exception as exc:  # never a traceback in the reply; it goes to the log
+            log.exception("answering over the HTTP API failed")
+            return error(500, f"Something went wrong ({type(exc).__name__}); the error is in the server log.")
         return Response(answer.to_json(), media_type="application/json")
 
 
-def routes(pipeline, login: Optional[tuple[str, str]], concurrency: int) -> list[Route]:
+def routes(pipeline, login: Optional[tuple[str, str]], settings) -> list[Route]:
     """The API's routes, for the FastAPI app Gradio serves (``demo.launch(app_kwargs={"routes": ...})``)."""
-    return [Route(ASK_PATH, AskAPI(pipeline, login, concurrency).ask, methods=["POST"], name="api_ask")]
+    return [Route(ASK_PATH, AskAPI(pipeline, login, settings).ask, methods=["POST"], name="api_ask")]

@@ -1,7 +1,8 @@
-"""Serving the Gradio app as configured: address, port, login, limits, theme and a warning when the app is
-reachable from other machines without a login; with a pipeline, the plain HTTP API ``POST /api/ask``
-(:mod:`rag.web.http_api`) on the same server, behind the same login. Gradio is imported only to launch, so the
-checks run before the app is built."""
+"""Serving the Gradio app as configured: address, port, login, limits, queue and theme; with a pipeline, the plain
+HTTP API ``POST /api/ask`` (:mod:`rag.web.http_api`) on the same server, behind the same login. The app refuses to
+start with half a login, or reachable from other machines (or through a share link) without one, unless
+``RAG_ALLOW_OPEN=1`` says the operator means it (:func:`exposure_problem`); failed logins are rate-limited
+(:mod:`rag.web.throttle`). Gradio is imported only to launch, so the checks run before the app is built."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ipaddress
 import logging
 from typing import Optional
 
+from rag.core.errors import RagError
 from rag.core.settings import Settings
 from rag.web import static_text
 
@@ -36,18 +38,41 @@ def login(settings: Settings) -> Optional[tuple[str, str]]:
     return None
 
 
-def exposure_warning(settings: Settings) -> str:
-    """A warning when other machines can reach the app and no login protects it ("" otherwise)."""
+class ExposureRefused(RagError):
+    """The app would be served with half a login, or open to others without one, and no one said it may."""
+
+
+def _open_reach(settings: Settings) -> tuple[str, str]:
+    """How others could reach the app without a login, and what to set instead (("", "") when they cannot)."""
     if login(settings) is not None:
-        return ""
+        return "", ""
     if not is_loopback(settings.host):
-        reach, instead = f"RAG_HOST={settings.host} lets other machines reach the app", "serve on RAG_HOST=127.0.0.1"
-    elif settings.share:
-        reach, instead = "RAG_SHARE makes a public link to the app", "set RAG_SHARE=false"
-    else:
+        return f"RAG_HOST={settings.host} lets other machines reach the app", "serve on RAG_HOST=127.0.0.1"
+    if settings.share:
+        return "RAG_SHARE makes a public link to the app", "set RAG_SHARE=false"
+    return "", ""
+
+
+def exposure_problem(settings: Settings) -> str:
+    """Why the app must not start as configured ("" when it may): half a login (a username without a password
+    or the other way round), or others can reach it without a login and ``allow_open`` is not set."""
+    if bool(settings.username) != bool(settings.password):
+        given, missing = ("RAG_USERNAME", "RAG_PASSWORD") if settings.username else ("RAG_PASSWORD", "RAG_USERNAME")
+        return (f"{given} is set but {missing} is not: the app would run without a login. Set both, or neither "
+                "(then it serves this machine only).")
+    reach, instead = _open_reach(settings)
+    if not reach or settings.allow_open:
         return ""
-    return (f"{reach}, and no login is set: anyone who reaches it can ask, upload and delete articles. "
-            f"Set RAG_USERNAME and RAG_PASSWORD, or {instead}.")
+    return (f"{reach}, and no login is set: anyone who reaches it could ask, upload and delete articles. "
+            f"Set RAG_USERNAME and RAG_PASSWORD, or {instead}; or set RAG_ALLOW_OPEN=1 to serve it openly on purpose.")
+
+
+def exposure_warning(settings: Settings) -> str:
+    """A warning when others can reach the app without a login because ``allow_open`` says so ("" otherwise)."""
+    reach, _ = _open_reach(settings)
+    if not reach or not settings.allow_open:
+        return ""
+    return f"{reach}, and no login is set (RAG_ALLOW_OPEN=1): anyone who reaches it can ask, upload and delete articles."
 
 
 def launch(demo, settings: Settings, pipeline=None, **kwargs):
@@ -59,18 +84,26 @@ def launch(demo, settings: Settings, pipeline=None, **kwargs):
     take them through Gradio's login form and its session cookie; ``/api/ask`` through HTTP Basic auth).
     """
     import gradio as gr
+    from starlette.middleware import Middleware
 
+    from rag.web.throttle import LoginThrottle
+
+    problem = exposure_problem(settings)
+    if problem:
+        raise ExposureRefused(problem)
     auth = login(settings)
-    if auth is None and (settings.username or settings.password):
-        log.warning("both RAG_USERNAME and RAG_PASSWORD are needed for a login; serving without one")
+    app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
     if pipeline is not None:
         from rag.web.http_api import routes
 
-        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *routes(pipeline, auth, settings.ui_concurrency)]
-        kwargs["app_kwargs"] = app_kwargs
-    # Questions run ui_concurrency at a time; uploads and deletions one at a time (concurrency_id "write").
-    demo.queue(default_concurrency_limit=settings.ui_concurrency)
+        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *routes(pipeline, auth, settings)]
+    if auth is not None:
+        throttle = Middleware(LoginThrottle, attempts=settings.login_attempts, window=settings.login_window)
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), throttle]
+    kwargs["app_kwargs"] = app_kwargs
+    # Questions run ui_concurrency at a time; uploads and deletions one at a time (concurrency_id "write"); at most
+    # queue_size events wait, and one more is refused at once ("busy, try again").
+    demo.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.queue_size)
     return demo.launch(
         server_name=settings.host, server_port=settings.port, auth=auth, share=settings.share,
         max_file_size=max(1, int(settings.max_upload_mb * 1024 * 1024)), css=static_text("app.css"),

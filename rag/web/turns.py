@@ -6,14 +6,17 @@ metadata, and the text of cited articles}}``. ``store`` is the index's :class:`r
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Union
 
+from rag.core.errors import InvalidQuestion
+from rag.core.settings import MAX_TOP_K
 from rag.core.types import Answer, Reading
 from rag.web.render import STALE_REFERENCE, byline, evidence_html, page_of, viewer_html
 
-REFERENCE = re.compile(r"(\d+):([cp]):(\d+)")  # TURN:c:N a citation, TURN:p:I a passage (see static/cite-links.js)
+REFERENCE = re.compile(r"(?<!\d)(\d++):([cp]):(\d++)")  # TURN:c:N a citation, TURN:p:I a passage (see static/cite-links.js)
 
 
 def ask_options(mode: str = "", top_k: float = 0, as_of: str = "", since: str = "", until: str = "",
@@ -21,13 +24,34 @@ def ask_options(mode: str = "", top_k: float = 0, as_of: str = "", since: str = 
     """The keywords of ``ask`` from the UI's fields or the API's arguments.
 
     An empty mode or top-k is the configured one; an empty date is none (as of today, no since/until);
-    ``sources``: outlet names, as a list or comma-separated text (none: every outlet).
+    ``sources``: outlet names, as a list or comma-separated text (none: every outlet). InvalidQuestion for a top-k
+    that is not a whole number from 1 to :data:`MAX_TOP_K`.
     """
+    if top_k and not (isinstance(top_k, (int, float)) and math.isfinite(top_k) and top_k == int(top_k)
+                      and 1 <= top_k <= MAX_TOP_K):
+        raise InvalidQuestion(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {str(top_k)[:20]}")
     if isinstance(sources, str):
         sources = sources.split(",")
     names = [s.strip() for s in sources or [] if isinstance(s, str) and s.strip()]
     dates = {key: (value or "").strip() or None for key, value in (("as_of", as_of), ("since", since), ("until", until))}
     return {"mode": mode or None, "top_k": int(top_k) if top_k else None, **dates, "sources": names or None}
+
+
+def check_request(question: str, history: Sequence[tuple[str, str]], settings) -> None:
+    """InvalidQuestion when a question from the page or an API asks for more work than one request may: a
+    question over ``max_question_chars``, or more than ``max_history_turns`` earlier turns or
+    ``max_history_chars`` characters of them. (``ask`` itself truncates a long question; a request is refused, so
+    that its sender knows.)"""
+    if len(question) > settings.max_question_chars:
+        raise InvalidQuestion(f"The question is {len(question):,} characters long; the limit is "
+                              f"{settings.max_question_chars:,}.")
+    if len(history) > settings.max_history_turns:
+        raise InvalidQuestion(f"The conversation has {len(history):,} earlier turns; the limit is "
+                              f"{settings.max_history_turns:,}. Start a new conversation.")
+    chars = sum(len(q) + len(a) for q, a in history)
+    if chars > settings.max_history_chars:
+        raise InvalidQuestion(f"The conversation so far is {chars:,} characters long; the limit is "
+                              f"{settings.max_history_chars:,}. Start a new conversation.")
 
 
 def reading_turn(reading: Reading, store) -> dict:
