@@ -31,7 +31,7 @@ QUESTION_WORDS = frozenset(
 
 # A citation marker in answer text: [1], [2, 3]. Group 1 holds the numbers.
 MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*,\s*\d{1,3})*)\s*\]")
-_MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
+_MARKER_WITH_SPACE = re.compile(r"(?<!\s)\s*+" + MARKER.pattern)  # from a run's start only: linear over spaces
 
 
 def marker_numbers(match: re.Match) -> list[int]:

@@ -20,7 +20,7 @@ CITATION_MIN_OVERLAP = 0.5  # share of the evidence sentence's tokens a quote mu
 _APOSTROPHES = frozenset("'`\u2018\u2019\u02bc\u2032")
 _ARTICLES = frozenset({"a", "an", "the"})
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_PERCENT = re.compile(r"\s*%|\bper\s+cent\b|\bpercent\b")
+_PERCENT = re.compile(r"(?<!\s)\s*+%|\bper\s+cent\b|\bpercent\b")  # spaces from a run's start only: linear
 
 
 # --- answer normalisation and answer metrics ----------------------------------------------------------------

@@ -35,7 +35,6 @@ from rag.index.embedder import Embedder
 from rag.query.bm25 import BM25Index
 from rag.query.names import full_name
 
-
 _SCALE = r"(?:bn|m|k|tn|million|billion|trillion)\b"
 _NUMBER = re.compile(
     rf"[$£€¥]?\d[\d,.]*(?:\s*(?:%|per ?cent\b|{_SCALE}))?|\b(?:{NUMBER_WORD_PATTERN})\b", re.I
@@ -43,7 +42,9 @@ _NUMBER = re.compile(
 _DATE = re.compile(
     rf"\b(?:{MONTH_PATTERN})\b|\b(?:{DAY_PATTERN})\b|{YEAR.pattern}|\b(?:yesterday|today|tomorrow)\b", re.I
 )
-_CAPITALISED = re.compile(r"\b[A-Z][\w'&.-]*(?:\s+(?:of|de|the|and|&)?\s*[A-Z][\w'&.-]*)*")
+# Capitalised words joined by spaces and a connector ("Bank of England"); possessive, so that untrusted text cannot
+# make it backtrack (a run of spaces split two ways between quantifiers costs its length squared).
+_CAPITALISED = re.compile(r"\b[A-Z][\w'&.-]*+(?:\s++(?:(?:of|de|the|and|&)\s*+)?[A-Z][\w'&.-]*+)*+")
 
 _TYPE_PATTERNS = [
     ("date", re.compile(
@@ -74,12 +75,13 @@ _PERCENT_Q = re.compile(
     r"\brose\b|\bfell\b|\bfall\b", re.I
 )
 _MONEY_Q = re.compile(
-    r"how much|price|cost|\bfee|\bpa(?:y|id)\b|worth|\btake\b|profit|revenue|turnover|salary|spen[dt]|raise", re.I
-)
-_PERCENT = re.compile(r"\d[\d.]*\s*(?:%|per ?cent)", re.I)
+    r"how much|price|cost|\bfee|\bpa(?:y|id)\b|worth|\btake\b|profit|revenue|turnover|salary|spen[dt]|raise", re.I)
+MAX_DIGITS = 40  # digits a number may have here: unbounded, a long digit run costs its length squared (below)
+_PERCENT = re.compile(rf"\d[\d.]{{0,{MAX_DIGITS}}}+\s*+(?:%|per ?cent)", re.I)
 _MONEY = re.compile(
-    rf"[$£€¥]\s?\d[\d,.]*(?:\s*{_SCALE})?|\d[\d,.]*\s*(?:{_SCALE})?\s*(?:yen|euros?|dollars?|pounds?|yuan|rupees?)\b"
-    r"|\d[\d.]*\s*(?:bn|m)\b", re.I)
+    rf"[$£€¥]\s?\d[\d,.]*+(?:\s*+{_SCALE})?"
+    rf"|\d[\d,.]{{0,{MAX_DIGITS}}}+(?:\s*+{_SCALE})?\s*+(?:yen|euros?|dollars?|pounds?|yuan|rupees?)\b"
+    rf"|\d[\d.]{{0,{MAX_DIGITS}}}+\s*+(?:bn|m)\b", re.I)
 _DAY_MONTH = re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTH_PATTERN})\b|\b(?:{MONTH_PATTERN})\s+\d{{1,2}}\b|\b(?:{DAY_PATTERN})\b", re.I)
 _MONTH = re.compile(rf"\b(?:{MONTH_PATTERN})\b", re.I)
 

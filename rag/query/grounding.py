@@ -160,7 +160,8 @@ class Grounding:
 
 def ground(reply: ReaderReply, passages: list[Passage], articles: dict[str, str], question: str = "",
            stem: Optional[Callable[[str], str]] = None) -> Optional[Grounding]:
-    """Find ``reply.phrase`` in the passage the model named, else in the others; None when in none of them.
+    """Find ``reply.phrase`` in the passage the model named, else in the other windows of its article (in any
+    passage when it named none); None when in none of them.
 
     An exact match (case, quotes and spacing aside) anywhere in the passages wins, then one in a passage's
     title (the headline the model is shown above it); with ``stem``, a loose match (:func:`find_loose`) is
@@ -193,8 +194,8 @@ INSTRUCTIONS = re.compile(
     r"\b(?:ignore|disregard|forget)\b[^.!?\n]{0,40}\b(?:instructions|prompts?|your rules)\b"
     r"|\bif you are an? (?:AI|language model|assistant|chatbot|LLM)\b"
     r"|\b(?:assistants?|AIs?|language models?|chatbots?|LLMs?) reading this\b"
-    r"|^\W*system\s*:"
-    r"|(?:<<<|\u2039\u2039\u2039)\s*(?:END|PASSAGE)\b",  # a fence of the reader's prompt, as written or neutralised
+    r"|^[^\w\n]*+system\s*+:"  # on its own line (not crossing line ends: linear over runs of blank lines)
+    r"|(?:<<<|\u2039\u2039\u2039)\s*+(?:END|PASSAGE)\b",  # a fence of the reader's prompt, as written or neutralised
     re.I | re.M,
 )
 
@@ -214,6 +215,12 @@ def injected(reply: ReaderReply, passages: list[Passage], articles: dict[str, st
     return bool(spans) and all(instructs(text, s, e) for text, s, e in spans)
 
 
+def find_anywhere(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> bool:
+    """Whether the model's phrase occurs word for word in any of the passages (whichever it named)."""
+    return any(find_phrase_all(grounding_text(p, articles), reply.phrase or "", p.start_char_idx, p.end_char_idx)
+               for p in passages)
+
+
 def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict[str, str]) -> Optional[Grounding]:
     """The phrase found in the headline of a passage's article, where the article's text begins with it (a
     small model often copies the answer from the "Title:" line): the headline is then the cited sentence."""
@@ -230,10 +237,15 @@ def _ground_in_title(reply: ReaderReply, passages: list[Passage], articles: dict
 
 
 def _search_order(reply: ReaderReply, passages: list[Passage]) -> tuple[Optional[int], list[int]]:
-    """The passage the model named (0-based, None when it named none or a wrong number), and the order to look
-    for its phrase in: that passage first, then the others."""
+    """The passage the model named (0-based, None when it named none or a wrong number), and the passages to look
+    for its phrase in, in order: the named one, then the other windows of its article, never another article's
+    (the phrase is that article's claim: another article's sentence must not be cited for it); all of them when
+    it named none."""
     named = reply.passage - 1 if reply.passage and 1 <= reply.passage <= len(passages) else None
-    return named, ([named] if named is not None else []) + [i for i in range(len(passages)) if i != named]
+    if named is None:
+        return None, list(range(len(passages)))
+    article = passages[named].article_id
+    return named, [named] + [i for i, p in enumerate(passages) if i != named and p.article_id == article]
 
 
 def grounding_text(passage: Passage, articles: dict[str, str]) -> str:

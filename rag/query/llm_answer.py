@@ -20,7 +20,7 @@ from rag.core.types import Answer, Citation, Passage, Reading
 from rag.query.answer import ExtractiveResult
 from rag.query.names import full_name
 from rag.query.prompt import fit_passages
-from rag.query.grounding import Grounding, find_phrase, ground, grounding_text, injected
+from rag.query.grounding import Grounding, find_anywhere, find_phrase, ground, grounding_text, injected
 from rag.query.reader import READER_SYSTEM, parse_reply, partial_phrase, reader_messages, reader_windows
 
 
@@ -182,7 +182,8 @@ class LLMAnswerer:
             # instruction holds: its words cannot stand, so the extractive answer, which stands on its own
             # evidence, is shown instead (or it abstains).
             where = ("comes only from text in the passages that gives instructions to an assistant"
-                     if injected(reply, passages, articles) else "is in none of the passages")
+                     if injected(reply, passages, articles) else "is not in the article of the passage it names"
+                     if reply.passage and find_anywhere(reply, passages, articles) else "is in none of the passages")
             if extractive.abstained:
                 abstain(answer, f"The model's answer \u201c{reply.phrase[:200]}\u201d {where}, so it is not shown; "
                                 "the closest passages are shown as related.")
