@@ -137,9 +137,14 @@ def load_html(data: bytes, path: Path, warnings: list[str]) -> dict:
     if looks_binary(data):
         raise SkipFile("binary content, not HTML")
     html = decode_text(data, str(path), warnings)
-    doc = trafilatura.bare_extraction(
-        html, include_comments=False, include_tables=True, favor_precision=True, with_metadata=True
-    )
+    try:
+        doc = trafilatura.bare_extraction(
+            html, include_comments=False, include_tables=True, favor_precision=True, with_metadata=True
+        )
+    except MemoryError:
+        raise
+    except Exception as exc:  # lxml and trafilatura on malformed or deeply nested markup
+        raise SkipFile(f"HTML page that cannot be read ({type(exc).__name__}: {exc})") from exc
     text = _normalise_newlines(getattr(doc, "text", None) or "") if doc is not None else ""
     if not text.strip():
         raise SkipFile("no main text found in the HTML page")
@@ -161,7 +166,6 @@ def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[i
     more than ``max_pages`` pages is refused before any page is read, one of more than ``max_chars`` characters
     of text as soon as its pages read so far hold more."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -176,9 +180,9 @@ def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[i
         if max_pages is not None and len(reader.pages) > max_pages:
             raise SkipFile(f"PDF of {len(reader.pages):,} pages; the limit is {max_pages:,} (RAG_MAX_PDF_PAGES)")
         pages = _page_texts(reader, max_chars)
-    except SkipFile:
+    except (SkipFile, MemoryError):
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+    except Exception as exc:  # pypdf raises many types on malformed files (PdfReadError, KeyError, struct.error...)
         raise SkipFile(f"broken PDF ({type(exc).__name__}: {exc})") from exc
     starts: list[int] = []
     parts: list[str] = []

@@ -140,7 +140,7 @@ def split_front_matter(text: str, where: str, warnings: list[str]) -> tuple[dict
         return {}, text
     try:
         block = _safe_yaml(match[1])
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: brackets nested thousands deep
         problem = " ".join(str(exc).split())[:200] if str(exc) else type(exc).__name__
         warnings.append(f"{where}: front matter is not valid YAML ({problem}); read as plain text")
         return {}, text
