@@ -47,13 +47,14 @@ test: setup-test
 	$(BIN)/python -m pytest
 
 # The edit-test loop: real model, real Chroma, the repository's small test corpus; no browser, no LLM,
-# no extra processes or large inputs, no evaluation corpora.
+# no extra processes or large inputs, no evaluation corpora; the fuzz tests with a small budget.
 test-fast: setup-test
-	$(BIN)/python -m pytest -m "not slow and not browser and not llm and not heavy"
+	RAG_FUZZ_PROFILE=fast $(BIN)/python -m pytest -m "not slow and not browser and not llm and not heavy"
 
-bench: setup
+bench: setup-test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/fuzz.py
 
 # Re-resolve every dependency (all extras, Python 3.11+, any platform) to the newest versions allowed by
 # pyproject.toml; then run `make test` and commit constraints.txt if it passes.

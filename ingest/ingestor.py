@@ -218,9 +218,12 @@ class Ingestor:
             log.exception("unexpected error loading %s", file)
             reason = one_line(f"unexpected error: {type(exc).__name__}" + (f": {exc}" if str(exc) else ""))
             if quarantine is not None:
-                moved = quarantine.put(file, reason)
-                report.quarantined.append(moved.name)
-                reason += f"; moved to {quarantine.dir.name}/{moved.name}"
+                try:
+                    moved = quarantine.put(file, reason)
+                    report.quarantined.append(moved.name)
+                    reason += f"; moved to {quarantine.dir.name}/{moved.name}"
+                except OSError as exc:  # a read-only folder: reported, left where it is
+                    log.warning("could not quarantine %s: %s", file, exc)
             report.skipped.append(SkippedFile(str(file), reason))
         return None
 

@@ -47,9 +47,13 @@ class Quarantine:
 
     @contextmanager
     def reading(self, file: Path) -> Iterator[None]:
-        """Mark ``file`` as being read by this process for the duration of the block."""
+        """Mark ``file`` as being read by this process for the duration of the block (unmarked where the folder
+        cannot be written: a read-only data folder is still read)."""
         marker = self.folder / f"{MARKER_PREFIX}{os.getpid()}"
-        marker.write_text(json.dumps({"file": str(Path(file).resolve()), "pid": os.getpid()}))
+        try:
+            marker.write_text(json.dumps({"file": str(Path(file).resolve()), "pid": os.getpid()}))
+        except OSError as exc:
+            log.debug("no reading marker in %s: %s", self.folder, exc)
         try:
             yield
         finally:

@@ -27,7 +27,9 @@ INDEX_CODE = [
     "ingest/sentence_vectors.py", "ingest/writer.py", "ingest/ingestor.py", "rag/index/records.py",
     "rag/index/store.py", "rag/index/embedder.py", "rag/core/sentences.py", "rag/core/text.py", "rag/core/types.py",
 ]
-INDEX_SETTINGS = ["embed_model", "chunk_tokens", "chunk_overlap", "max_file_mb", "max_pdf_pages", "max_text_chars", "collection"]
+INDEX_SETTINGS = [
+    "embed_model", "chunk_tokens", "chunk_overlap", "max_file_mb", "max_pdf_pages", "max_text_chars", "collection",
+]
 
 
 def corpus_fingerprint(corpus: Path) -> str:
