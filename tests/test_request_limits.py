@@ -172,3 +172,20 @@ def test_an_upload_of_too_many_files_is_refused_whole(services, tmp_path):
                                           "was added")]
     assert services.store.article_count() == before and not list(library.uploads_dir.glob("note-*"))
     assert library.upload(files[:3], lambda *args, **kwargs: None)[0][0]  # three at once are fine
+
+
+@pytest.mark.heavy
+def test_a_body_over_the_limit_is_refused_unread_by_every_api(app):
+    huge = {"data": ["Who? " * 250_000]}  # 1.25 MB of question
+    for path in ("/gradio_api/call/ask", "/gradio_api/queue/join", "/api/ask"):
+        declared = httpx.post(f"{app}{path}", json=huge, auth=(USER, PASSWORD), timeout=30)
+        assert declared.status_code == 413, (path, declared.text)
+        assert "larger than 1,000,000 bytes" in declared.json()["error"]
+
+    def chunked():  # no Content-Length: counted as it streams in
+        for _ in range(30):
+            yield b"x" * 50_000
+
+    streamed = httpx.post(f"{app}/api/ask", content=chunked(), auth=(USER, PASSWORD), timeout=30)
+    assert streamed.status_code == 413
+    assert MAJORITY in ask_api(app, {"question": QUESTION}).json()["text"]  # and a normal body still works

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ASK_PATH = "/api/ask"
 FIELDS = ("question", "mode", "top_k", "history", "as_of", "since", "until", "sources")
-MAX_BODY_BYTES = 1_000_000  # a question is cut to RAG_MAX_QUESTION_CHARS anyway; this bounds the history
+MAX_BODY_BYTES = 1_000_000  # any request body, Gradio's too (rag.web.body_limit); bounds the history
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="News Q&A", charset="UTF-8"'}
 
 

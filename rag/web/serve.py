@@ -2,7 +2,7 @@
 HTTP API ``POST /api/ask`` (:mod:`rag.web.http_api`) on the same server, behind the same login. The app refuses to
 start with half a login, or reachable from other machines (or through a share link) without one, unless
 ``RAG_ALLOW_OPEN=1`` says the operator means it (:func:`exposure_problem`); failed logins are rate-limited
-(:mod:`rag.web.throttle`). Gradio is imported only to launch, so the checks run before the app is built."""
+(:mod:`rag.web.throttle`) and request bodies capped (:mod:`rag.web.body_limit`). Gradio is imported only to launch, so the checks run before the app is built."""
 
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def launch(demo, settings: Settings, pipeline=None, **kwargs):
     import gradio as gr
     from starlette.middleware import Middleware
 
+    from rag.web.body_limit import BodyLimit
+    from rag.web.http_api import MAX_BODY_BYTES
     from rag.web.throttle import LoginThrottle
 
     problem = exposure_problem(settings)
@@ -97,9 +99,10 @@ def launch(demo, settings: Settings, pipeline=None, **kwargs):
         from rag.web.http_api import routes
 
         app_kwargs["routes"] = [*app_kwargs.get("routes", []), *routes(pipeline, auth, settings)]
+    middleware = [Middleware(BodyLimit, limit=MAX_BODY_BYTES)]  # a JSON body over 1 MB is refused unread
     if auth is not None:
-        throttle = Middleware(LoginThrottle, attempts=settings.login_attempts, window=settings.login_window)
-        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), throttle]
+        middleware.append(Middleware(LoginThrottle, attempts=settings.login_attempts, window=settings.login_window))
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), *middleware]
     kwargs["app_kwargs"] = app_kwargs
     # Questions run ui_concurrency at a time; uploads and deletions one at a time (concurrency_id "write"); at most
     # queue_size events wait, and one more is refused at once ("busy, try again").
