@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from ingest.discovery import MISSING_PATH, article_id_for, discover, folder_roots
 from ingest.journal import Journal
-from ingest.loaders import Article, SkipFile, load_bytes, one_line, read_file, sha256_bytes
+from ingest.loaders import Article, SkipFile, load_bytes, read_file, sha256_bytes
+from ingest.metadata import one_line
 from ingest.manifest import ManifestEntry, RunManifests, load_manifests
 from ingest.quarantine import Quarantine
 from ingest.report import IngestReport, SkippedFile

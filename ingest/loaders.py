@@ -14,21 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ingest.metadata import author_names, date_or_warn, split_front_matter
+from ingest.metadata import author_names, date_or_warn, one_line, split_front_matter
 from rag.core.types import ArticleMeta
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
-
-
-REASON_CHARS = 300  # a reason is one line of at most about this many characters
-
-
-def one_line(text: str, limit: int = REASON_CHARS) -> str:
-    """``text`` on one line (runs of white space made one space), cut to ``limit`` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
 class SkipFile(Exception):
@@ -194,15 +185,27 @@ def load_pdf(data: bytes, path: Path, warnings: list[str], max_pages: Optional[i
     text = "\n\n".join(parts)
     if not text.strip():
         raise SkipFile("PDF has no extractable text (scanned images?)")
-    meta = reader.metadata or {}
-    title = str(meta.get("/Title") or "").strip() or _first_line_title(text)
+    title, author = _pdf_info(reader, warnings, str(path))
     return {
         "text": text,
-        "title": title,
-        "author": str(meta.get("/Author") or "").strip(),
+        "title": title or _first_line_title(text),
+        "author": author,
         "published": _pdf_date(reader),
         "page_starts": starts,
     }
+
+
+def _pdf_info(reader, warnings: list[str], where: str) -> tuple[str, str]:
+    """The PDF's title and author from its document information ("" each when absent); a damaged information
+    dictionary is a warning, not a reason to refuse the text."""
+    try:
+        meta = reader.metadata or {}
+        return str(meta.get("/Title") or "").strip(), str(meta.get("/Author") or "").strip()
+    except MemoryError:
+        raise
+    except Exception as exc:  # pypdf reads the dictionary only now, and fails on a broken one
+        warnings.append(f"{where}: document information unreadable ({type(exc).__name__}); title from the text")
+        return "", ""
 
 
 def _drawing_key(page) -> Optional[tuple]:

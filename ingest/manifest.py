@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence, TypeVar
 
 from ingest.discovery import article_id_for, folder_roots, manifests_in
-from ingest.metadata import meta_fields
+from ingest.metadata import meta_fields, one_line, quoted
 from rag.core.errors import RagError
 from rag.core.types import ArticleMeta
 
@@ -110,15 +110,16 @@ def read_manifest(path: Path) -> tuple[dict[str, ManifestEntry], list[str]]:
                             "this line is ignored")
             continue
         entries[entry.path] = entry
-    return entries, warnings
+    return entries, [one_line(w) for w in warnings]  # a path or value may hold line breaks or run long
 
 
 def _parse_line(line: str, where: str, warnings: list[str]) -> Optional[ManifestEntry]:
     """The entry on one manifest line; None (with a warning) for a line that cannot be used."""
     try:
         item = json.loads(line)
-    except json.JSONDecodeError as exc:
-        warnings.append(f"{where}: not valid JSON ({exc.msg}); line ignored")
+    except (ValueError, RecursionError) as exc:  # also a number of 4,300 digits, brackets nested thousands deep
+        problem = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        warnings.append(f"{where}: not valid JSON ({problem}); line ignored")
         return None
     if not isinstance(item, dict):
         warnings.append(f"{where}: not a JSON object; line ignored")
@@ -129,7 +130,7 @@ def _parse_line(line: str, where: str, warnings: list[str]) -> Optional[Manifest
         return None
     path = posixpath.normpath(raw.strip())
     if path.startswith("/") or path == ".." or path.startswith("../"):
-        warnings.append(f"{where}: path {raw!r} is outside the folder the manifest describes; line ignored")
+        warnings.append(f"{where}: path {quoted(raw)} is outside the folder the manifest describes; line ignored")
         return None
     return ManifestEntry(origin=where, path=path, **meta_fields(item, f"{where} ({path})", warnings))
 

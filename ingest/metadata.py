@@ -30,16 +30,24 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\n|\Z)", 
 _AUTHOR_SEPARATOR = ";"  # how trafilatura joins several authors
 MAX_FRONT_MATTER_CHARS = 16_384  # a larger block is not front matter but an attack or a mistake: read as text
 QUOTED_CHARS = 80  # a value quoted in a message is cut to about this many characters
+REASON_CHARS = 300  # a reason or warning is one line of at most about this many characters
 
 _QUOTE = reprlib.Repr()  # keyword arguments only from Python 3.12
 _QUOTE.maxlevel, _QUOTE.maxtuple, _QUOTE.maxlist, _QUOTE.maxdict, _QUOTE.maxset = 2, 4, 4, 4, 4
 _QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = QUOTED_CHARS
 
 
+def one_line(text: str, limit: int = REASON_CHARS) -> str:
+    """``text`` on one line (runs of white space made one space), cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
 def quoted(value: Any) -> str:
-    """``repr(value)`` cut short for a message: a few items of a list, a string's first characters. Walks at most a
-    few levels, so a value built from shared references (YAML aliases) costs no more than a short one."""
-    return _QUOTE.repr(value)
+    """``repr(value)`` cut short for a message: a few items of a list, a string's first characters, about
+    :data:`QUOTED_CHARS` in all. Walks at most a few levels, so a value built from shared references (YAML
+    aliases) costs no more than a short one."""
+    return one_line(_QUOTE.repr(value), QUOTED_CHARS + 20)
 
 
 def iso_date(value: Any) -> str:
@@ -140,7 +148,7 @@ def split_front_matter(text: str, where: str, warnings: list[str]) -> tuple[dict
         return {}, text
     try:
         block = _safe_yaml(match[1])
-    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: brackets nested thousands deep
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:  # nested thousands deep; a 2022-02-30 timestamp
         problem = " ".join(str(exc).split())[:200] if str(exc) else type(exc).__name__
         warnings.append(f"{where}: front matter is not valid YAML ({problem}); read as plain text")
         return {}, text

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ingest.loaders import one_line
+from ingest.metadata import one_line
 from rag.core.processes import pid_gone
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ def parse_date(value: DateLike) -> Optional[date]:
             return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
         except ValueError:
             pass
-    raise ValueError(f"not a date: {text!r} (expected YYYY-MM-DD)")
+    raise ValueError(f"not a date: {text[:40]!r} (expected YYYY-MM-DD)")
 
 
 # Words that prefer recent news without naming days: a question may use them of the newest story it knows.

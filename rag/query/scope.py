@@ -104,7 +104,11 @@ def build_scope(
     if since_day and until_day and since_day > until_day:
         raise InvalidQuestion(f"since ({since_day}) is after until ({until_day})")
     names = frozenset(s.strip().lower() for s in (sources or []) if s and s.strip())
-    return Scope(day, since_day, until_day, names, question_window(question, day))
+    try:
+        window = question_window(question, day)
+    except (OverflowError, ValueError) as exc:  # "last week" as of 0001-01-03: before the calendar begins
+        raise InvalidQuestion(f"the question's time words cannot be counted back from {day}") from exc
+    return Scope(day, since_day, until_day, names, window)
 
 
 def published_date(published: str) -> Optional[date]:

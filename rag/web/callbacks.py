@@ -122,7 +122,7 @@ class AskCallbacks:
         try:
             turns = json.loads(history or "[]")
             turns = [(str(q), str(a)) for q, a in turns]
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise gr.Error("history must be a JSON list of [question, answer] pairs") from exc
         try:
             options = ask_options(mode, top_k, as_of, since, until, sources)

@@ -69,8 +69,8 @@ def parse_body(raw: bytes, settings) -> tuple[str, dict, list[tuple[str, str]]]:
     """
     try:
         body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested thousands deep
+        raise BadRequest(f"the body is not JSON ({str(exc)[:200] or type(exc).__name__})") from None
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object, e.g. {"question": "Who holds the majority stake?"}')
     unknown = sorted(set(body) - set(FIELDS))
