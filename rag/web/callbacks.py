@@ -116,9 +116,6 @@ class AskCallbacks:
         ``history`` is a JSON list of [question, answer] pairs for follow-up questions. ``as_of`` (default
         today), ``since`` and ``until`` are dates (YYYY-MM-DD); ``sources``: outlet names, comma-separated.
         """
-        if not isinstance(question, str) or len(history or "") > 2 * self.settings.max_history_chars + 1000:
-            raise gr.Error("question must be text, and history at most "
-                           f"{self.settings.max_history_chars:,} characters of turns")
         try:
             turns = json.loads(history or "[]")
             turns = [(str(q), str(a)) for q, a in turns]

@@ -16,7 +16,8 @@ from rag.core.settings import MAX_TOP_K
 from rag.core.types import Answer, Reading
 from rag.web.render import STALE_REFERENCE, byline, evidence_html, page_of, viewer_html
 
-REFERENCE = re.compile(r"(?<!\d)(\d++):([cp]):(\d++)")  # TURN:c:N a citation, TURN:p:I a passage (see static/cite-links.js)
+# TURN:c:N a citation, TURN:p:I a passage (see static/cite-links.js)
+REFERENCE = re.compile(r"(?<!\d)(\d++):([cp]):(\d++)")
 
 
 def ask_options(mode: str = "", top_k: float = 0, as_of: str = "", since: str = "", until: str = "",
