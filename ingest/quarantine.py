@@ -5,7 +5,7 @@ down: one hostile upload would then crash the app at each restart. While a file 
 marker ``.reading.<pid>`` in the folder names it; the marker is removed once the file is read, whatever the
 outcome. A marker whose process is gone means that process died reading the file (killed, out of memory), and
 :meth:`Quarantine.sweep` moves the file to ``<folder>/quarantine/``, beside a ``<name>.reason.txt`` saying why. A
-file whose reading raises an unexpected error (a parser bug, MemoryError, RecursionError) goes there at once.
+file whose reading raises an unexpected error (MemoryError, a loader bug) goes there at once.
 Nothing there is ingested again unless someone moves it back.
 """
 

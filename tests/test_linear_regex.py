@@ -25,9 +25,11 @@ import rag
 SMALL, LARGE = 250, 2000  # input lengths; LARGE / SMALL = 8
 MAX_GROWTH = 24  # linear: about 8; quadratic: about 64
 MEASURABLE = 0.001  # seconds of work on the large input below which the ratio is noise
-RUNS = ["1", "1,", "1.", " ", "\t \n", "\n\n", "A", "Aa ", "A. ", "A of ", "A-", "A A", "A'", "A, ", "a", "ab ", "aA",
-        "'", '"', "<<<", "(", "-", ".", "$1", "£1 ", "1 m ", "1 per ", "1%", "Jan 1 ", "Monday ", "1 1 ", "a.b", "--- ",
-        "-\n", "Mr. ", "U.S.", "\u2019", "\u201c", "http://", "www.", "@", "#", "*", "_", "[1", "[1, ", "system "]
+RUNS = [
+    "1", "1,", "1.", " ", "\t \n", "\n\n", "A", "Aa ", "A. ", "A of ", "A-", "A A", "A'", "A, ", "a", "ab ", "aA",
+    "'", '"', "<<<", "(", "-", ".", "$1", "£1 ", "1 m ", "1 per ", "1%", "Jan 1 ", "Monday ", "1 1 ", "a.b", "--- ",
+    "-\n", "Mr. ", "U.S.", "\u2019", "\u201c", "http://", "www.", "@", "#", "*", "_", "[1", "[1, ", "system ",
+]
 OPENINGS = ["", "A", "1", "<<<"]
 
 

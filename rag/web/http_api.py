@@ -6,13 +6,15 @@ pairs, ``sources`` a list of outlets or comma-separated text); the reply is the 
 (:meth:`rag.core.types.Answer.to_json`). Errors are ``{"error": message}``: 400 for a bad request (an empty
 question, a bad date, a bad history, an unknown field, a question, history or top_k over its limit), 401 without
 the login when the app has one (HTTP Basic, the UI's username and password), 429 after too many failed logins
-(:mod:`rag.web.throttle`), 503 when ``queue_size`` requests already wait ("busy, try again") and for the app's own
-errors (:class:`rag.core.errors.RagError`: the LLM or the
-index failing), 500 (and the traceback in the server log only) for anything else.
+(:mod:`rag.web.throttle`), 413 for a body over :data:`MAX_BODY_BYTES` (refused unread by :mod:`rag.web.body_limit`,
+which :func:`rag.web.serve.launch` puts in front of the whole app), 503 when ``queue_size`` requests already wait
+("busy, try again") and for the app's own errors (:class:`rag.core.errors.RagError`: the LLM or the index failing),
+500 (and the traceback in the server log only) for anything else.
 
 It answers through the same ``pipeline.ask``, :func:`rag.web.turns.ask_options` and
 :func:`rag.web.turns.check_request` as the UI, at most ``ui_concurrency`` questions at once (the UI's own limit);
-up to ``queue_size`` more wait without holding a thread. :func:`rag.web.serve.launch` adds :func:`routes` to Gradio's FastAPI app. Starlette only, no Gradio.
+up to ``queue_size`` more wait without holding a thread. :func:`rag.web.serve.launch` adds :func:`routes` to
+Gradio's FastAPI app. Starlette only, no Gradio.
 """
 
 from __future__ import annotations
@@ -132,14 +134,8 @@ class AskAPI:
     async def ask(self, request: Request) -> Response:
         if self.login is not None and not credentials_match(request.headers.get("authorization"), self.login):
             return error(401, "login required: send the app's username and password (HTTP Basic auth)", CHALLENGE)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:  # refused before it is read
-            return error(413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return error(413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
         try:
-            question, options, history = parse_body(raw, self.settings)
+            question, options, history = parse_body(await request.body(), self.settings)
         except BadRequest as exc:
             return error(400, str(exc))
         if self.admitted >= self.settings.ui_concurrency + self.settings.queue_size:

@@ -2,7 +2,8 @@
 HTTP API ``POST /api/ask`` (:mod:`rag.web.http_api`) on the same server, behind the same login. The app refuses to
 start with half a login, or reachable from other machines (or through a share link) without one, unless
 ``RAG_ALLOW_OPEN=1`` says the operator means it (:func:`exposure_problem`); failed logins are rate-limited
-(:mod:`rag.web.throttle`) and request bodies capped (:mod:`rag.web.body_limit`). Gradio is imported only to launch, so the checks run before the app is built."""
+(:mod:`rag.web.throttle`) and request bodies capped (:mod:`rag.web.body_limit`). Gradio is imported only to
+launch, so the checks run before the app is built."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def exposure_warning(settings: Settings) -> str:
     reach, _ = _open_reach(settings)
     if not reach or not settings.allow_open:
         return ""
-    return f"{reach}, and no login is set (RAG_ALLOW_OPEN=1): anyone who reaches it can ask, upload and delete articles."
+    return (f"{reach}, and no login is set (RAG_ALLOW_OPEN=1): anyone who reaches it can ask, upload and delete "
+            "articles.")
 
 
 def launch(demo, settings: Settings, pipeline=None, **kwargs):
